@@ -1,0 +1,139 @@
+"""Project subclasses of flask-smorest's Api and Blueprint: 400 for bad input, one error envelope"""
+
+import http
+
+import flask
+import flask_smorest
+import sqlalchemy as sa
+from sqlalchemy.orm.exc import StaleDataError
+from webargs import core
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import ServiceUnavailable, default_exceptions
+
+from todo.envelope import error_envelope
+from todo.extensions import db
+from todo.schemas import ErrorResponseSchema
+
+ERROR_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "AUTHENTICATION_REQUIRED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    412: "PRECONDITION_FAILED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+ERROR_MESSAGES = {
+    400: "The request is not valid; see details.",
+    401: "A valid bearer token is required.",
+    403: "This token may not act for that user.",
+    404: "Not found.",
+    405: "Method not allowed for this resource.",
+    409: "The request conflicts with the current state of the resource.",
+    412: "The resource has changed since it was read (If-Match).",
+    413: "The request body is too large.",
+    415: "The request body must be JSON (Content-Type: application/json).",
+    429: "Too many requests; retry later.",
+    500: "An internal error occurred.",
+    503: "The service is temporarily unavailable; retry later.",
+}
+
+RETRY_AFTER_SECONDS = "5"
+
+
+class Parser(FlaskParser):
+    """webargs' parser, answering 400 (not 422) and 415 for a body that is not JSON."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        body = req.get_data(cache=True)
+        if not body:
+            return core.missing
+        if not core.is_json(req.mimetype):
+            flask_smorest.abort(415)
+        return core.parse_json(body)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = Parser()
+    PAGINATION_ARGUMENTS_PARSER = Parser()
+
+
+def _details(data):
+    """Validation messages by location, each location an object of fields."""
+    messages = data.get("errors") or data.get("messages")
+    if not messages:
+        return None
+    return {
+        location: {"_schema": errors} if isinstance(errors, list) else errors
+        for location, errors in messages.items()
+    }
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorResponseSchema
+
+    def _register_error_handlers(self):
+        super()._register_error_handlers()
+        app = self._app
+        app.register_error_handler(sa.exc.OperationalError, self._database_unavailable)
+        app.register_error_handler(sa.exc.InterfaceError, self._database_unavailable)
+        app.register_error_handler(sa.exc.TimeoutError, self._database_unavailable)
+        app.register_error_handler(sa.exc.IntegrityError, self._integrity_error)
+        app.register_error_handler(StaleDataError, self._stale_write)
+
+    def handle_http_exception(self, error):
+        data = getattr(error, "data", None) or {}
+        code = error.code or 500
+        headers = {
+            name: value
+            for name, value in error.get_headers()
+            if name.lower() != "content-type"
+        }
+        headers.update(data.get("headers") or {})
+        if code == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        if code == 503:
+            headers.setdefault("Retry-After", RETRY_AFTER_SECONDS)
+        message = data.get("message") or ERROR_MESSAGES.get(code)
+        if message is None:
+            message = http.HTTPStatus(code).phrase if code in http.HTTPStatus else "Error."
+        error_code = data.get("error_code") or ERROR_CODES.get(code) or _code_name(code)
+        return error_envelope(error_code, message, _details(data)), code, headers
+
+    def _database_unavailable(self, error):
+        db.session.rollback()
+        flask.current_app.logger.warning("database unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+        return self.handle_http_exception(ServiceUnavailable())
+
+    def _integrity_error(self, error):
+        db.session.rollback()
+        return self.handle_http_exception(_http_error(409))
+
+    def _stale_write(self, error):
+        db.session.rollback()
+        # Another request updated the task between our read and our write; with
+        # If-Match the client asked exactly for this check.
+        if flask.request.if_match:
+            return self.handle_http_exception(_http_error(412))
+        return self.handle_http_exception(
+            _http_error(409, message="The task was changed by another request; read it again.")
+        )
+
+
+def _http_error(code, **data):
+    error = default_exceptions[code]()
+    error.data = data
+    return error
+
+
+def _code_name(code):
+    return http.HTTPStatus(code).name if code in http.HTTPStatus else "ERROR"
+

@@ -1,0 +1,158 @@
+"""Fixtures: an app per test on SQLite and on PostgreSQL, tokens, and per-user clients"""
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import flask_migrate
+import jwt
+import pytest
+import sqlalchemy as sa
+
+from todo import create_app
+from todo.extensions import db
+
+TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def make_token(user_id="alice", secret=TEST_SECRET, algorithm="HS256", ttl=300, **claims):
+    """A signed token for `user_id`; `claims` override or add (None removes one)."""
+    now = datetime.now(UTC)
+    payload = {"sub": user_id, "iat": now, "exp": now + timedelta(seconds=ttl), **claims}
+    payload = {key: value for key, value in payload.items() if value is not None}
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def base_config(database_url):
+    return {
+        "ENVIRONMENT": "test",
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": TEST_SECRET,
+        "JWT_JWKS_URL": None,
+        "JWT_ALGORITHMS": None,
+        "JWT_ISSUER": None,
+        "JWT_AUDIENCE": None,
+        "CORS_ORIGINS": [],
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def _postgres_admin_url():
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        if os.environ.get("REQUIRE_POSTGRESQL"):
+            pytest.fail("REQUIRE_POSTGRESQL is set but TEST_DATABASE_URL is not")
+        pytest.skip("TEST_DATABASE_URL is not set: the PostgreSQL half is skipped")
+    return sa.make_url(url).set(drivername="postgresql+psycopg")
+
+
+def create_postgres_database(name):
+    """A new, empty database on the TEST_DATABASE_URL server; returns its URL."""
+    admin_url = _postgres_admin_url()
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(name):
+    engine = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def migrated(database_url):
+    app = create_app(base_config(database_url))
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory):
+    """One migrated database per backend for the whole run, created on first use."""
+    urls, created = {}, []
+
+    def get(backend):
+        if backend not in urls:
+            if backend == "sqlite":
+                urls[backend] = f"sqlite:///{tmp_path_factory.mktemp('db') / 'todo.sqlite3'}"
+            else:
+                name = f"todo_test_{uuid.uuid4().hex[:12]}"
+                urls[backend] = create_postgres_database(name)
+                created.append(name)
+            migrated(urls[backend])
+        return urls[backend]
+
+    yield get
+    for name in created:
+        drop_postgres_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, database_urls):
+    return database_urls(backend)
+
+
+@pytest.fixture
+def make_app(database_url):
+    """Build apps on this test's database; rows are wiped and pools closed afterwards."""
+    apps = []
+
+    def make(**overrides):
+        app = create_app({**base_config(database_url), **overrides})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            for table in reversed(db.metadata.sorted_tables):
+                db.session.execute(table.delete())
+            db.session.commit()
+            db.engine.dispose()
+            break
+    for app in apps[1:]:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client_for(app):
+    """client_for("alice"): a test client whose requests carry alice's token."""
+
+    def client_for(user_id, token=None):
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token or make_token(user_id)}"
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def alice(client_for):
+    return client_for("alice")
+
+
+@pytest.fixture
+def bob(client_for):
+    return client_for("bob")
+
+
+@pytest.fixture
+def anonymous(app):
+    return app.test_client()

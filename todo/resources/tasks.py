@@ -28,7 +28,13 @@ blp.before_request(authenticate)
 
 
 def etag(task: Task) -> str:
+    """The task's strong ETag: its version, which every UPDATE bumps."""
     return f'"{task.version}"'
+
+
+def not_modified(task: Task) -> bool:
+    """If-None-Match names the task's current ETag (weak comparison, RFC 9110 13.1.2)."""
+    return request.if_none_match.contains_weak(str(task.version))
 
 
 def one_task(task: Task):
@@ -37,8 +43,14 @@ def one_task(task: Task):
 
 
 def check_if_match(task: Task) -> None:
-    """412 when the client's If-Match names another version of the task."""
-    if request.if_match and not request.if_match.contains_raw(etag(task)):
+    """412 when If-Match is sent and names no current version of the task.
+
+    If-Match uses the strong comparison (a weak tag never matches) and `*` matches
+    any existing task. This is the early, friendly check: the UPDATE or DELETE that
+    follows also requires the version it read, so a write that slips in between
+    still fails (StaleDataError, 412 in todo/api.py).
+    """
+    if request.if_match and not request.if_match.contains(str(task.version)):
         abort(412)
 
 
@@ -82,7 +94,7 @@ class TaskById(MethodView):
         Answers 304 with no body when `If-None-Match` names the current ETag.
         """
         task = tasks.get_or_404(g.user_id, task_id)
-        if request.if_none_match.contains_raw(etag(task)):
+        if not_modified(task):
             return Response(status=304, headers={"ETag": etag(task)})
         return one_task(task)
 

@@ -100,6 +100,11 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Migrations act on every user's rows: the row-level security
+                # policies of 0003 admit them (todo/rls.py), for this transaction.
+                connection.exec_driver_sql(
+                    "SELECT set_config('app.bypass_rls', 'on', true)")
             context.run_migrations()
 
 

@@ -1,15 +1,16 @@
 """Task resources: the six endpoints under /api/<user_id>/tasks"""
 
-from flask import Response, g, request, url_for
+from flask import Response, g, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
-from todo import tasks
+from todo import idempotency, tasks
 from todo.api import Blueprint
 from todo.auth import authenticate
 from todo.envelope import success
 from todo.models import Task
 from todo.schemas import (
+    IdempotencyHeaderSchema,
     TaskCompleteSchema,
     TaskCreateSchema,
     TaskListResponseSchema,
@@ -40,6 +41,15 @@ def not_modified(task: Task) -> bool:
 def one_task(task: Task):
     """The envelope of one task, with its ETag."""
     return success(task), {"ETag": etag(task)}
+
+
+def created_headers(task: Task) -> dict:
+    return {
+        "Location": url_for(
+            "tasks.TaskById", user_id=task.user_id, task_id=task.id, _external=True
+        ),
+        "ETag": etag(task),
+    }
 
 
 def check_if_match(task: Task) -> None:
@@ -74,15 +84,42 @@ class Tasks(MethodView):
         )
 
     @blp.arguments(TaskCreateSchema)
-    @blp.response(201, TaskResponseSchema, headers={"Location": {"schema": {"type": "string"}}})
-    def post(self, body, user_id):
-        """Create a task"""
-        task = tasks.create(g.user_id, **body)
-        data, headers = one_task(task)
-        headers["Location"] = url_for(
-            "tasks.TaskById", user_id=user_id, task_id=task.id, _external=True
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.response(
+        201,
+        TaskResponseSchema,
+        headers={
+            "Location": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+            "Idempotent-Replayed": {
+                "description": "`true` when this answer replays an earlier request's.",
+                "schema": {"type": "string", "enum": ["true"]},
+            },
+        },
+    )
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body, idempotency_args, user_id):
+        """Create a task
+
+        With an `Idempotency-Key` header the request is safe to retry: see the header.
+        """
+        key = idempotency_args.get("idempotency_key")
+        if key is None:
+            task = tasks.create(g.user_id, **body)
+            return success(task), created_headers(task)
+        outcome = idempotency.create_task_once(
+            g.user_id,
+            key,
+            idempotency.fingerprint(request.get_json(silent=True)),
+            body,
+            created_headers,
         )
-        return data, headers
+        response = jsonify(success(outcome.data))
+        response.status_code = 201
+        response.headers.update(outcome.headers)
+        if outcome.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
 
 
 @blp.route("/<task_id>")

@@ -21,15 +21,20 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import sqlalchemy as sa
-from flask import g, has_app_context
+from flask import current_app, g, has_app_context
 
 from todo.extensions import db
 
 _bypass: ContextVar[bool] = ContextVar("todo_rls_bypass", default=False)
 _acting_as: ContextVar[str | None] = ContextVar("todo_rls_acting_as", default=None)
 
-SET_TRANSACTION_USER = sa.text(
-    "SELECT set_config('app.user_id', :user_id, true), set_config('app.bypass_rls', :bypass, true)"
+# One round trip at the start of each transaction. statement_timeout rides along:
+# behind PgBouncer the connection's startup options (todo/config.py) are dropped,
+# and a per-transaction setting is the one that holds there too.
+SET_TRANSACTION = sa.text(
+    "SELECT set_config('app.user_id', :user_id, true),"
+    " set_config('app.bypass_rls', :bypass, true),"
+    " set_config('statement_timeout', :statement_timeout, true)"
 )
 
 
@@ -44,8 +49,12 @@ def _set_transaction_user(session, transaction, connection):
     if connection.dialect.name != "postgresql":
         return
     connection.execute(
-        SET_TRANSACTION_USER,
-        {"user_id": current_user_id(), "bypass": "on" if _bypass.get() else "off"},
+        SET_TRANSACTION,
+        {
+            "user_id": current_user_id(),
+            "bypass": "on" if _bypass.get() else "off",
+            "statement_timeout": str(current_app.config["DB_STATEMENT_TIMEOUT_MS"]),
+        },
     )
 
 

@@ -28,6 +28,35 @@ blp = Blueprint(
 blp.before_request(authenticate)
 
 
+ETAG_HEADER = {
+    "ETag": {
+        "description": "The task's version. It changes whenever the task changes.",
+        "schema": {"type": "string"},
+    }
+}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Write only if the task's ETag is one of these (strong comparison; "
+    "`*`: any); otherwise 412 and nothing changes. Optional.",
+}
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "304 with no body when the task's ETag is one of these.",
+}
+
+
+def conditional_write(view):
+    """Documents If-Match and its 412 on a write."""
+    view = blp.doc(parameters=[IF_MATCH])(view)
+    return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
+
+
 def etag(task: Task) -> str:
     """The task's strong ETag: its version, which every UPDATE bumps."""
     return f'"{task.version}"'
@@ -90,7 +119,7 @@ class Tasks(MethodView):
         TaskResponseSchema,
         headers={
             "Location": {"schema": {"type": "string"}},
-            "ETag": {"schema": {"type": "string"}},
+            **ETAG_HEADER,
             "Idempotent-Replayed": {
                 "description": "`true` when this answer replays an earlier request's.",
                 "schema": {"type": "string", "enum": ["true"]},
@@ -124,7 +153,9 @@ class Tasks(MethodView):
 
 @blp.route("/<task_id>")
 class TaskById(MethodView):
-    @blp.response(200, TaskResponseSchema)
+    @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
+    @blp.alt_response(304, description="Not modified: the task still has that ETag.")
+    @blp.doc(parameters=[IF_NONE_MATCH])
     def get(self, user_id, task_id):
         """Get a task
 
@@ -136,7 +167,8 @@ class TaskById(MethodView):
         return one_task(task)
 
     @blp.arguments(TaskUpdateSchema)
-    @blp.response(200, TaskResponseSchema)
+    @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
+    @conditional_write
     def put(self, changes, user_id, task_id):
         """Replace a task's fields
 
@@ -148,6 +180,7 @@ class TaskById(MethodView):
         return one_task(tasks.update(task, changes))
 
     @blp.response(204)
+    @conditional_write
     def delete(self, user_id, task_id):
         """Delete a task"""
         task = tasks.get_or_404(g.user_id, task_id)
@@ -158,7 +191,8 @@ class TaskById(MethodView):
 @blp.route("/<task_id>/complete")
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompleteSchema, required=False)
-    @blp.response(200, TaskResponseSchema)
+    @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
+    @conditional_write
     def patch(self, body, user_id, task_id):
         """Complete or reopen a task
 

@@ -238,3 +238,60 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait(10)
         self.log.close()
+
+
+class PgBouncer:
+    """PgBouncer in transaction mode in front of `postgres`, one server connection.
+
+    Every client transaction then runs on the same server session, as behind
+    Neon's `-pooler` host, so anything session-scoped would leak between users.
+    """
+
+    def __init__(self, postgres: Postgres, database="todo"):
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError(
+                "pgbouncer not found: .ci/run installs it (apt-get install pgbouncer)"
+            )
+        self.port = free_port()
+        base = postgres.base
+        config = base / "pgbouncer.ini"
+        (base / "userlist.txt").write_text(f'"{APP_ROLE}" ""\n')
+        config.write_text(
+            f"[databases]\n{database} = host=127.0.0.1 port={postgres.port} dbname={database}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {base / 'userlist.txt'}\n"
+            "pool_mode = transaction\ndefault_pool_size = 1\nmax_client_conn = 50\n"
+            f"logfile = {base / 'pgbouncer.log'}\npidfile = {base / 'pgbouncer.pid'}\n"
+        )
+        for path in base.iterdir():
+            if postgres.user is not None and path.name != "data":
+                os.chown(path, postgres.user.pw_uid, postgres.user.pw_gid)
+        command = [binary, str(config)]
+        if postgres.user is not None:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        self.log = base / "pgbouncer.log"
+
+        def listening():
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+        if not wait_until(listening, 15):
+            self.stop()
+            raise RuntimeError(f"pgbouncer did not start:\n{self.log.read_text(errors='replace')}")
+
+    def url(self, user=APP_ROLE, database="todo") -> str:
+        return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

@@ -8,9 +8,11 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from conftest import base_config, make_token
 from flask import g
+from servers import PgBouncer, Postgres
 
-from todo import rls
+from todo import create_app, rls
 from todo import tasks as task_service
 from todo.extensions import db
 from todo.models import IdempotencyKey, Task, utcnow
@@ -146,3 +148,57 @@ def test_the_user_does_not_outlive_its_transaction_on_a_pooled_connection(make_a
         assert db.session.scalar(sa.text("SELECT pg_backend_pid()")) == backend_pid
         assert db.session.scalar(sa.text("SELECT current_setting('app.user_id', true)")) == ""
         assert db.session.scalars(sa.select(Task)).all() == []
+
+
+@pytest.fixture(scope="module")
+def bouncer():
+    server = Postgres().init()
+    server.start()
+    server.create_app_database()
+    pooler = PgBouncer(server)
+    yield pooler
+    pooler.stop()
+    server.destroy()
+
+
+def test_behind_pgbouncer_transaction_mode_users_never_see_each_other(bouncer, monkeypatch):
+    """Through one shared server connection, every transaction gets its own user."""
+    app = create_app(
+        {
+            **base_config(bouncer.url()),
+            # What todo/config.py does for a -pooler host: no startup options and no
+            # server-side prepared statements.
+            "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"prepare_threshold": None}},
+        }
+    )
+    clients = {user: app.test_client() for user in ("alice", "bob")}
+    for client, user in zip(clients.values(), clients, strict=True):
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_token(user)}"
+    seen = []
+
+    def unfiltered(user_id, **args):
+        backend_pid = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
+        users = set(db.session.scalars(sa.select(Task.user_id)))
+        seen.append((user_id, users, backend_pid))
+        return task_service.TaskPage(items=[], total=0, limit=1, next_cursor=None)
+
+    for round_ in range(4):  # past psycopg's prepare threshold of 5 statements
+        for user, client in clients.items():
+            response = client.post(f"/api/{user}/tasks", json={"title": f"{user} {round_}"})
+            assert response.status_code == 201
+    monkeypatch.setattr(task_service, "list_page", unfiltered)
+    for _ in range(3):
+        for user, client in clients.items():
+            assert client.get(f"/api/{user}/tasks").status_code == 200
+
+    assert [(user, users) for user, users, _ in seen] == [
+        ("alice", {"alice"}), ("bob", {"bob"}),
+    ] * 3  # fmt: skip
+    assert len({pid for _, _, pid in seen}) == 1  # one server session for everyone
+    with app.app_context():
+        # Same server session, no user in this transaction: nothing leaked into it.
+        assert db.session.scalar(sa.text("SELECT current_setting('app.user_id', true)")) == ""
+        assert db.session.scalars(sa.select(Task)).all() == []
+        with rls.bypass():
+            assert len(db.session.scalars(sa.select(Task)).all()) == 8
+        db.engine.dispose()

@@ -201,4 +201,5 @@ def test_behind_pgbouncer_transaction_mode_users_never_see_each_other(bouncer, m
         assert db.session.scalars(sa.select(Task)).all() == []
         with rls.bypass():
             assert len(db.session.scalars(sa.select(Task)).all()) == 8
+        db.session.close()
         db.engine.dispose()

@@ -1,6 +1,7 @@
 """Fixtures: an app per test on SQLite and on PostgreSQL, tokens, and per-user clients"""
 
 import os
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -57,12 +58,17 @@ def create_postgres_database(name):
     as roles are shared by every database of the server.
     """
     admin_url = _postgres_admin_url()
+    password = secrets.token_hex(16)  # for servers that do not trust 127.0.0.1
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.execute(sa.text(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+        connection.execute(
+            sa.text(
+                f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'"
+            )
+        )
         connection.execute(sa.text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
     engine.dispose()
-    return admin_url.set(database=name, username=name, password=None).render_as_string(
+    return admin_url.set(database=name, username=name, password=password).render_as_string(
         hide_password=False
     )
 

@@ -2,13 +2,16 @@
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 
+import flask_migrate
 import pytest
 import sqlalchemy as sa
+from conftest import base_config, create_postgres_database, drop_postgres_database
 
 from cli import tasks as tasks_cli
-from todo import idempotency, rls
+from todo import create_app, idempotency, rls
 from todo.extensions import db
 from todo.models import IdempotencyKey, Task, utcnow
 from todo.resources import tasks as task_resources
@@ -264,3 +267,40 @@ def test_the_unique_key_decides_a_race_the_python_check_missed(
     assert responses["b"].json["data"] == responses["a"].json["data"]
     assert misses["b"] == 0
     assert len(rows(app, Task)) == 1
+
+
+def test_migrations_0002_and_0003_upgrade_downgrade_and_upgrade_again(backend, tmp_path):
+    name = f"todo_migrations_{uuid.uuid4().hex[:12]}"
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+    else:
+        url = create_postgres_database(name)
+    app = create_app(base_config(url))
+    try:
+        with app.app_context():
+            flask_migrate.upgrade()
+            assert _schema(backend) == ({"tasks", "idempotency_keys"}, True)
+            flask_migrate.downgrade(revision="0001")
+            assert _schema(backend) == ({"tasks"}, False)
+            flask_migrate.upgrade()
+            assert _schema(backend) == ({"tasks", "idempotency_keys"}, True)
+            db.engine.dispose()
+    finally:
+        if backend == "postgresql":
+            drop_postgres_database(name)
+
+
+def _schema(backend):
+    """(the app's tables, whether RLS is forced on all of them; True on SQLite)."""
+    db.session.commit()  # see the schema as of now
+    tables = set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"}
+    if backend == "sqlite":
+        return tables, "idempotency_keys" in tables
+    forced = db.session.scalars(
+        sa.text(
+            "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"
+            " WHERE relname IN ('tasks', 'idempotency_keys')"
+        )
+    ).all()
+    db.session.commit()
+    return tables, bool(forced) and all(forced)

@@ -143,6 +143,8 @@ class Tasks(MethodView):
             body,
             created_headers,
         )
+        # outcome.data is already dumped (and stored so): the response schema
+        # would dump it a second time, so the response is built here.
         response = jsonify(success(outcome.data))
         response.status_code = 201
         response.headers.update(outcome.headers)

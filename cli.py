@@ -56,3 +56,20 @@ def token_command(user_id, ttl, curl):
         )
     else:
         click.echo(token)
+
+
+# --- Idempotency keys (issue 4) -------------------------------------------------
+
+
+@tasks.command("expire-idempotency-keys")
+def expire_idempotency_keys_command():
+    """Delete the Idempotency-Key records older than 24 hours.
+
+    Expired keys are already ignored by POST; this reclaims their rows. Safe to run
+    at any time, e.g. hourly from cron.
+    """
+    from todo import idempotency, rls  # noqa: PLC0415
+
+    with rls.bypass():
+        count = idempotency.expire()
+    click.echo(f"Deleted {count} expired idempotency key(s).")

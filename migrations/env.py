@@ -100,6 +100,14 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Migrations act on every user's rows: the row-level security
+                # policies of 0003 admit them (todo/rls.py). And the requests'
+                # statement_timeout must not cancel a long index build. Both for
+                # this transaction only.
+                connection.exec_driver_sql(
+                    "SELECT set_config('app.bypass_rls', 'on', true),"
+                    " set_config('statement_timeout', '0', true)")
             context.run_migrations()
 
 

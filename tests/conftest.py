@@ -1,6 +1,7 @@
 """Fixtures: an app per test on SQLite and on PostgreSQL, tokens, and per-user clients"""
 
 import os
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from todo import create_app
+from todo import create_app, rls
 from todo.extensions import db
 
 TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"
@@ -49,19 +50,34 @@ def _postgres_admin_url():
 
 
 def create_postgres_database(name):
-    """A new, empty database on the TEST_DATABASE_URL server; returns its URL."""
+    """A new, empty database on the TEST_DATABASE_URL server; returns its URL.
+
+    The URL connects as a new role of the same name that owns the database and is
+    not a superuser: superusers ignore row-level security, even FORCEd, so the app
+    must not connect as one (todo/rls.py). The role's name is unique to this run,
+    as roles are shared by every database of the server.
+    """
     admin_url = _postgres_admin_url()
+    password = secrets.token_hex(16)  # for servers that do not trust 127.0.0.1
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        connection.execute(
+            sa.text(
+                f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'"
+            )
+        )
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
     engine.dispose()
-    return admin_url.set(database=name).render_as_string(hide_password=False)
+    return admin_url.set(database=name, username=name, password=password).render_as_string(
+        hide_password=False
+    )
 
 
 def drop_postgres_database(name):
     engine = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'DROP ROLE IF EXISTS "{name}"'))
     engine.dispose()
 
 
@@ -115,7 +131,7 @@ def make_app(database_url):
 
     yield make
     for app in apps:
-        with app.app_context():
+        with app.app_context(), rls.bypass():
             for table in reversed(db.metadata.sorted_tables):
                 db.session.execute(table.delete())
             db.session.commit()

@@ -95,3 +95,32 @@ class Task(Base):
 
     def __repr__(self) -> str:
         return f"<Task {self.id} of {self.user_id!r}>"
+
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class IdempotencyKey(Base):
+    """The first successful answer to a POST that carried an `Idempotency-Key`.
+
+    The row is inserted in the transaction that creates the task, so the primary
+    key (user_id, key) decides which of several concurrent retries creates it; the
+    others wait for that transaction and replay what it stored.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(sa.String(USER_ID_MAX), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(IDEMPOTENCY_KEY_MAX), primary_key=True)
+    # sha256 of the canonical JSON body: a reuse of the key with another body is 409.
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    task_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    status_code: Mapped[int]
+    response_body: Mapped[dict | None] = mapped_column(sa.JSON)
+    response_headers: Mapped[dict | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    def __repr__(self) -> str:
+        return f"<IdempotencyKey {self.key!r} of {self.user_id!r}>"

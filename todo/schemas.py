@@ -182,3 +182,19 @@ class TaskQueryArgsSchema(ma.Schema):
                 raise ma.ValidationError("The cursor belongs to another sort order.", "cursor")
             data["after"] = (value, task_id)
         return data
+
+
+class IdempotencyHeaderSchema(ma.Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Regexp(
+            r"^[\x21-\x7e]{1,255}$",
+            error="Must be 1 to 255 visible ASCII characters (a UUID is a good key).",
+        ),
+        metadata={
+            "description": "Makes the POST safe to retry: a retry with the same key and "
+            "body within 24 hours answers the original 201 (header "
+            "`Idempotent-Replayed: true`) and creates nothing; the same key with "
+            "another body is 409. Keys are per user."
+        },
+    )

@@ -1,15 +1,16 @@
 """Task resources: the six endpoints under /api/<user_id>/tasks"""
 
-from flask import Response, g, request, url_for
+from flask import Response, g, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
-from todo import tasks
+from todo import idempotency, tasks
 from todo.api import Blueprint
 from todo.auth import authenticate
 from todo.envelope import success
 from todo.models import Task
 from todo.schemas import (
+    IdempotencyHeaderSchema,
     TaskCompleteSchema,
     TaskCreateSchema,
     TaskListResponseSchema,
@@ -27,8 +28,43 @@ blp = Blueprint(
 blp.before_request(authenticate)
 
 
+ETAG_HEADER = {
+    "ETag": {
+        "description": "The task's version. It changes whenever the task changes.",
+        "schema": {"type": "string"},
+    }
+}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Write only if the task's ETag is one of these (strong comparison; "
+    "`*`: any); otherwise 412 and nothing changes. Optional.",
+}
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "304 with no body when the task's ETag is one of these.",
+}
+
+
+def conditional_write(view):
+    """Documents If-Match and its 412 on a write."""
+    view = blp.doc(parameters=[IF_MATCH])(view)
+    return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
+
+
 def etag(task: Task) -> str:
+    """The task's strong ETag: its version, which every UPDATE bumps."""
     return f'"{task.version}"'
+
+
+def not_modified(task: Task) -> bool:
+    """If-None-Match names the task's current ETag (weak comparison, RFC 9110 13.1.2)."""
+    return request.if_none_match.contains_weak(str(task.version))
 
 
 def one_task(task: Task):
@@ -36,9 +72,24 @@ def one_task(task: Task):
     return success(task), {"ETag": etag(task)}
 
 
+def created_headers(task: Task) -> dict:
+    return {
+        "Location": url_for(
+            "tasks.TaskById", user_id=task.user_id, task_id=task.id, _external=True
+        ),
+        "ETag": etag(task),
+    }
+
+
 def check_if_match(task: Task) -> None:
-    """412 when the client's If-Match names another version of the task."""
-    if request.if_match and not request.if_match.contains_raw(etag(task)):
+    """412 when If-Match is sent and names no current version of the task.
+
+    If-Match uses the strong comparison (a weak tag never matches) and `*` matches
+    any existing task. This is the early, friendly check: the UPDATE or DELETE that
+    follows also requires the version it read, so a write that slips in between
+    still fails (StaleDataError, 412 in todo/api.py).
+    """
+    if request.if_match and not request.if_match.contains(str(task.version)):
         abort(412)
 
 
@@ -62,32 +113,64 @@ class Tasks(MethodView):
         )
 
     @blp.arguments(TaskCreateSchema)
-    @blp.response(201, TaskResponseSchema, headers={"Location": {"schema": {"type": "string"}}})
-    def post(self, body, user_id):
-        """Create a task"""
-        task = tasks.create(g.user_id, **body)
-        data, headers = one_task(task)
-        headers["Location"] = url_for(
-            "tasks.TaskById", user_id=user_id, task_id=task.id, _external=True
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.response(
+        201,
+        TaskResponseSchema,
+        headers={
+            "Location": {"schema": {"type": "string"}},
+            **ETAG_HEADER,
+            "Idempotent-Replayed": {
+                "description": "`true` when this answer replays an earlier request's.",
+                "schema": {"type": "string", "enum": ["true"]},
+            },
+        },
+    )
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body, idempotency_args, user_id):
+        """Create a task
+
+        With an `Idempotency-Key` header the request is safe to retry: see the header.
+        """
+        key = idempotency_args.get("idempotency_key")
+        if key is None:
+            task = tasks.create(g.user_id, **body)
+            return success(task), created_headers(task)
+        outcome = idempotency.create_task_once(
+            g.user_id,
+            key,
+            idempotency.fingerprint(request.get_json(silent=True)),
+            body,
+            created_headers,
         )
-        return data, headers
+        # outcome.data is already dumped (and stored so): the response schema
+        # would dump it a second time, so the response is built here.
+        response = jsonify(success(outcome.data))
+        response.status_code = 201
+        response.headers.update(outcome.headers)
+        if outcome.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
 
 
 @blp.route("/<task_id>")
 class TaskById(MethodView):
-    @blp.response(200, TaskResponseSchema)
+    @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
+    @blp.alt_response(304, description="Not modified: the task still has that ETag.")
+    @blp.doc(parameters=[IF_NONE_MATCH])
     def get(self, user_id, task_id):
         """Get a task
 
         Answers 304 with no body when `If-None-Match` names the current ETag.
         """
         task = tasks.get_or_404(g.user_id, task_id)
-        if request.if_none_match.contains_raw(etag(task)):
+        if not_modified(task):
             return Response(status=304, headers={"ETag": etag(task)})
         return one_task(task)
 
     @blp.arguments(TaskUpdateSchema)
-    @blp.response(200, TaskResponseSchema)
+    @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
+    @conditional_write
     def put(self, changes, user_id, task_id):
         """Replace a task's fields
 
@@ -99,6 +182,7 @@ class TaskById(MethodView):
         return one_task(tasks.update(task, changes))
 
     @blp.response(204)
+    @conditional_write
     def delete(self, user_id, task_id):
         """Delete a task"""
         task = tasks.get_or_404(g.user_id, task_id)
@@ -109,7 +193,8 @@ class TaskById(MethodView):
 @blp.route("/<task_id>/complete")
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompleteSchema, required=False)
-    @blp.response(200, TaskResponseSchema)
+    @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
+    @conditional_write
     def patch(self, body, user_id, task_id):
         """Complete or reopen a task
 

@@ -1,0 +1,252 @@
+"""Conditional requests: ETag, If-None-Match (304) and If-Match (412), decided by the database"""
+
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from todo import rls
+from todo.extensions import db
+from todo.models import Task
+from todo.resources import tasks as task_resources
+
+
+def create(client, **body):
+    response = client.post("/api/alice/tasks", json={"title": "Buy milk", **body})
+    assert response.status_code == 201, response.json
+    return response
+
+
+def url(task_id, suffix=""):
+    return f"/api/alice/tasks/{task_id}{suffix}"
+
+
+def stored_version(app, task_id):
+    with app.app_context(), rls.bypass():
+        return db.session.scalar(sa.select(Task.version).where(Task.id == uuid.UUID(task_id)))
+
+
+def test_every_single_task_response_carries_the_etag_of_its_version(alice):
+    created = create(alice)
+    task_id = created.json["data"]["id"]
+    assert created.headers["ETag"] == '"1"'
+
+    got = alice.get(url(task_id))
+    assert got.status_code == 200
+    assert got.headers["ETag"] == '"1"'
+
+    put = alice.put(url(task_id), json={"title": "Buy oat milk"})
+    assert put.status_code == 200
+    assert put.headers["ETag"] == '"2"'
+
+    patched = alice.patch(url(task_id, "/complete"))
+    assert patched.status_code == 200
+    assert patched.headers["ETag"] == '"3"'
+
+    assert alice.get(url(task_id)).headers["ETag"] == '"3"'
+    # Lists and deletions carry no single task, so no ETag.
+    assert "ETag" not in alice.get("/api/alice/tasks").headers
+    assert "ETag" not in alice.delete(url(task_id)).headers
+
+
+def test_the_etag_changes_on_every_change_and_only_then(alice):
+    task_id = create(alice).json["data"]["id"]
+    seen = ['"1"']
+
+    for method, suffix, body in [
+        ("put", "", {"title": "Renamed"}),
+        ("put", "", {"title": "Renamed", "description": "now with one"}),
+        ("put", "", {"title": "Renamed", "description": None}),
+        ("patch", "/complete", None),
+        ("patch", "/complete", {"is_completed": False}),
+        ("put", "", {"title": "Renamed", "is_completed": True}),
+    ]:
+        response = getattr(alice, method)(url(task_id, suffix), json=body)
+        assert response.status_code == 200, response.json
+        assert response.headers["ETag"] not in seen
+        seen.append(response.headers["ETag"])
+
+    # No change, no new version: a PUT of the same values, completing a completed task.
+    same = alice.put(url(task_id), json={"title": "Renamed"})
+    assert same.headers["ETag"] == seen[-1]
+    again = alice.patch(url(task_id, "/complete"))
+    assert again.headers["ETag"] == seen[-1]
+
+
+def test_if_none_match_gives_304_without_a_body_and_200_once_changed(alice):
+    task_id = create(alice).json["data"]["id"]
+
+    not_modified = alice.get(url(task_id), headers={"If-None-Match": '"1"'})
+    assert not_modified.status_code == 304
+    assert not_modified.data == b""
+    assert not_modified.headers["ETag"] == '"1"'
+
+    # Weak comparison (RFC 9110 13.1.2), lists, and "*".
+    for header in ('W/"1"', '"7", "1"', "*"):
+        assert alice.get(url(task_id), headers={"If-None-Match": header}).status_code == 304
+
+    alice.put(url(task_id), json={"title": "Changed"})
+    fresh = alice.get(url(task_id), headers={"If-None-Match": '"1"'})
+    assert fresh.status_code == 200
+    assert fresh.headers["ETag"] == '"2"'
+    assert fresh.json["data"]["title"] == "Changed"
+
+
+WRITES = [
+    ("put", "", {"title": "Changed"}, 200),
+    ("patch", "/complete", None, 200),
+    ("delete", "", None, 204),
+]
+
+
+@pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
+def test_stale_if_match_is_412_and_changes_nothing(app, alice, write):
+    method, suffix, body, success = write
+    task_id = create(alice).json["data"]["id"]
+    alice.put(url(task_id), json={"title": "Second version"})
+
+    stale = getattr(alice, method)(url(task_id, suffix), json=body, headers={"If-Match": '"1"'})
+
+    assert stale.status_code == 412
+    assert stale.json["error"]["code"] == "PRECONDITION_FAILED"
+    assert stale.headers["Content-Type"] == "application/json"
+    current = alice.get(url(task_id))
+    assert current.json["data"]["title"] == "Second version"
+    assert current.json["data"]["is_completed"] is False
+    assert stored_version(app, task_id) == 2
+
+    fresh = getattr(alice, method)(url(task_id, suffix), json=body, headers={"If-Match": '"2"'})
+    assert fresh.status_code == success
+
+
+@pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
+@pytest.mark.parametrize("if_match", [None, "*", '"1"', '"9", "1"'])
+def test_if_match_is_optional_and_star_or_current_passes(alice, write, if_match):
+    method, suffix, body, success = write
+    task_id = create(alice).json["data"]["id"]
+    headers = {"If-Match": if_match} if if_match else {}
+
+    response = getattr(alice, method)(url(task_id, suffix), json=body, headers=headers)
+
+    assert response.status_code == success
+
+
+def test_weak_etag_never_satisfies_if_match(alice):
+    # If-Match uses the strong comparison (RFC 9110 13.1.1).
+    task_id = create(alice).json["data"]["id"]
+
+    response = alice.put(url(task_id), json={"title": "x"}, headers={"If-Match": 'W/"1"'})
+
+    assert response.status_code == 412
+
+
+def test_if_match_on_a_missing_or_foreign_task_is_404(alice, bob):
+    task_id = create(alice).json["data"]["id"]
+
+    response = bob.put(f"/api/bob/tasks/{task_id}", json={"title": "x"}, headers={"If-Match": "*"})
+
+    assert response.status_code == 404
+
+
+def _interleaved(app, monkeypatch, first, second):
+    """Run request `first` in a thread that pauses right after its If-Match check
+    passed, run `second` to completion meanwhile, then let `first` write."""
+    checked, release = threading.Event(), threading.Event()
+    original = task_resources.check_if_match
+    slow = {}
+
+    def check_then_pause(task):
+        original(task)
+        if threading.current_thread() is slow.get("thread"):
+            checked.set()
+            assert release.wait(10)
+
+    monkeypatch.setattr(task_resources, "check_if_match", check_then_pause)
+    result = {}
+
+    def run_first():
+        result["first"] = first()
+
+    slow["thread"] = threading.Thread(target=run_first)
+    slow["thread"].start()
+    assert checked.wait(10)
+    result["second"] = second()
+    release.set()
+    slow["thread"].join(10)
+    return result["first"], result["second"]
+
+
+@pytest.mark.parametrize(
+    "write",
+    [("put", "", {"title": "From A"}), ("patch", "/complete", None), ("delete", "", None)],
+    ids=lambda write: write[0],
+)
+def test_two_writers_with_one_etag_the_database_fails_the_later_one(
+    app, client_for, monkeypatch, write
+):
+    """Both requests pass the If-Match check in Python; the UPDATE/DELETE ... WHERE
+    version = 1 of the one that writes second matches no row, and it gets 412."""
+    method, suffix, body = write
+    writer_a, writer_b = client_for("alice"), client_for("alice")
+    task_id = create(writer_a).json["data"]["id"]
+
+    first, second = _interleaved(
+        app,
+        monkeypatch,
+        lambda: getattr(writer_a, method)(
+            url(task_id, suffix), json=body, headers={"If-Match": '"1"'}
+        ),
+        lambda: writer_b.put(url(task_id), json={"title": "From B"}, headers={"If-Match": '"1"'}),
+    )
+
+    assert second.status_code == 200
+    assert first.status_code == 412, first.json
+    assert first.json["error"]["code"] == "PRECONDITION_FAILED"
+    current = writer_a.get(url(task_id))
+    assert current.status_code == 200
+    assert current.json["data"]["title"] == "From B"
+    assert current.json["data"]["is_completed"] is False
+    assert stored_version(app, task_id) == 2
+
+
+def test_a_lost_race_without_if_match_is_409(app, client_for, monkeypatch):
+    writer_a, writer_b = client_for("alice"), client_for("alice")
+    task_id = create(writer_a).json["data"]["id"]
+
+    first, second = _interleaved(
+        app,
+        monkeypatch,
+        lambda: writer_a.put(url(task_id), json={"title": "From A"}),
+        lambda: writer_b.put(url(task_id), json={"title": "From B"}),
+    )
+
+    assert second.status_code == 200
+    assert first.status_code == 409
+    assert first.json["error"]["code"] == "CONFLICT"
+    assert writer_a.get(url(task_id)).json["data"]["title"] == "From B"
+
+
+def test_many_concurrent_writers_with_one_etag_exactly_one_wins(app, client_for):
+    writers = [client_for("alice") for _ in range(6)]
+    task_id = create(writers[0]).json["data"]["id"]
+    barrier = threading.Barrier(len(writers))
+    statuses = [None] * len(writers)
+
+    def write(index):
+        barrier.wait(10)
+        response = writers[index].put(
+            url(task_id), json={"title": f"Writer {index}"}, headers={"If-Match": '"1"'}
+        )
+        statuses[index] = response.status_code
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(writers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(statuses) == [200] + [412] * (len(writers) - 1)
+    assert stored_version(app, task_id) == 2
+    winner = statuses.index(200)
+    assert writers[0].get(url(task_id)).json["data"]["title"] == f"Writer {winner}"

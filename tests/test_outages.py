@@ -1,0 +1,161 @@
+"""Database outages: 503 with Retry-After in bounded time, then recovery without a restart
+
+The outage tests run a real gunicorn against a throwaway PostgreSQL (tests/servers.py)
+that they stop, black-hole and restart; the HTTP client's 10-second timeout is the
+bound a request must answer within (a hang fails the test with a timeout error).
+The statement-timeout tests use the shared test server.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from conftest import make_token
+from servers import BlackHole, Gunicorn, Postgres
+
+from todo import config as settings
+from todo import tasks as task_service
+from todo.extensions import db
+
+TOKEN = {"Authorization": f"Bearer {make_token('alice', ttl=3600)}"}
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = Postgres().init()
+    server.start()
+    url = server.create_app_database()
+    yield server, url
+    server.destroy()
+
+
+@pytest.fixture
+def gunicorn(postgres):
+    server = Gunicorn(postgres[1], workers=2)
+    yield server
+    server.stop()
+
+
+def api_requests(task_id):
+    base = "/api/alice/tasks"
+    return [
+        ("GET", base, None),
+        ("POST", base, {"title": "During the outage"}),
+        ("GET", f"{base}/{task_id}", None),
+        ("PUT", f"{base}/{task_id}", {"title": "x"}),
+        ("PATCH", f"{base}/{task_id}/complete", None),
+        ("DELETE", f"{base}/{task_id}", None),
+    ]
+
+
+def assert_unavailable(response):
+    status, headers, body = response
+    assert status == 503
+    assert headers["Retry-After"].isdigit()
+    assert headers["Content-Type"] == "application/json"
+    assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "psycopg" not in str(body) and "SELECT" not in str(body)
+
+
+def test_default_timeouts_bound_a_request_under_10_seconds():
+    config = settings.from_env({})
+    # Sync gunicorn workers serve one request at a time, so a request never waits
+    # for the pool; connecting is what an outage can stretch.
+    assert config["DB_CONNECT_TIMEOUT"] < 10
+    assert config["DB_POOL_TIMEOUT"] <= 10
+    options = settings.engine_options(config, sa.make_url("postgresql+psycopg://h/d"))
+    assert options["pool_pre_ping"] is True
+    assert options["connect_args"]["connect_timeout"] == 5
+
+
+def test_stopped_database_503_then_the_same_workers_recover(postgres, gunicorn):
+    server, _ = postgres
+    status, _, body = gunicorn.request("POST", "/api/alice/tasks", {"title": "t"}, TOKEN)
+    assert status == 201
+    task_id = body["data"]["id"]
+    assert gunicorn.request("GET", "/readyz")[0] == 200
+    workers = gunicorn.workers()
+
+    server.stop()
+    try:
+        for _ in range(2):  # twice: each worker's pool meets the outage
+            for method, path, payload in api_requests(task_id):
+                assert_unavailable(gunicorn.request(method, path, payload, TOKEN))
+        status, headers, body = gunicorn.request("GET", "/readyz")
+        assert status == 503
+        assert "unreachable" in body["error"]["message"]
+        assert gunicorn.request("GET", "/healthz")[0] == 200
+    finally:
+        server.start()
+
+    # Pre-ping replaces the dead pooled connections: the first requests succeed.
+    for _ in range(6):
+        status, _, body = gunicorn.request("GET", f"/api/alice/tasks/{task_id}", None, TOKEN)
+        assert status == 200
+        assert body["data"]["title"] == "t"
+    assert gunicorn.request("GET", "/readyz")[0] == 200
+    assert gunicorn.workers() == workers
+
+
+def test_a_hung_database_answers_503_within_the_default_connect_timeout(postgres, gunicorn):
+    server, _ = postgres
+    status, _, body = gunicorn.request("POST", "/api/alice/tasks", {"title": "t"}, TOKEN)
+    assert status == 201
+    workers = gunicorn.workers()
+
+    server.stop()
+    hole = BlackHole(server.port)  # accepts the connection, never answers
+    try:
+        # Both at once, one per worker: each waits out the 5-second connect timeout.
+        with ThreadPoolExecutor(2) as pool:
+            listing = pool.submit(gunicorn.request, "GET", "/api/alice/tasks", None, TOKEN)
+            readiness = pool.submit(gunicorn.request, "GET", "/readyz")
+            assert_unavailable(listing.result())
+            assert readiness.result()[0] == 503
+    finally:
+        hole.close()
+        server.start()
+
+    status, _, listing = gunicorn.request("GET", "/api/alice/tasks", None, TOKEN)
+    assert status == 200
+    assert body["data"]["id"] in [task["id"] for task in listing["data"]]
+    assert gunicorn.workers() == workers
+
+
+@pytest.fixture
+def backend():
+    """The statement timeout is PostgreSQL's."""
+    return "postgresql"
+
+
+def _sleeping_list(seconds):
+    def list_page(user_id, **args):
+        db.session.execute(sa.text("SELECT pg_sleep(:s)"), {"s": seconds})
+        raise AssertionError("the statement timeout did not cancel pg_sleep")
+
+    return list_page
+
+
+@pytest.mark.parametrize(
+    "engine_options",
+    [{}, {"connect_args": {"prepare_threshold": None}}],
+    ids=["startup-option", "per-transaction-only (PgBouncer)"],
+)
+def test_a_slow_statement_is_cancelled_and_answers_503(make_app, monkeypatch, engine_options):
+    app = make_app(DB_STATEMENT_TIMEOUT_MS=200, SQLALCHEMY_ENGINE_OPTIONS=engine_options)
+    client = app.test_client()
+    monkeypatch.setattr(task_service, "list_page", _sleeping_list(5))
+
+    response = client.get("/api/alice/tasks", headers=TOKEN)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert response.json["error"]["code"] == "SERVICE_UNAVAILABLE"
+    with app.app_context():
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            db.session.execute(sa.text("SELECT pg_sleep(5)"))
+        assert isinstance(raised.value.orig, psycopg.errors.QueryCanceled)
+        db.session.rollback()
+        # The connection stays usable for the next statement.
+        assert db.session.scalar(sa.text("SELECT 1")) == 1

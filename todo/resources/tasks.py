@@ -1,13 +1,13 @@
 """Task resources: the six endpoints under /api/<user_id>/tasks"""
 
-from flask import Response, g, request, url_for
+from flask import Response, g, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
 from todo import tasks
 from todo.api import Blueprint
 from todo.auth import authenticate
-from todo.envelope import success
+from todo.envelope import success, success_response
 from todo.models import Task
 from todo.schemas import (
     TaskCompleteSchema,
@@ -16,6 +16,7 @@ from todo.schemas import (
     TaskQueryArgsSchema,
     TaskResponseSchema,
     TaskUpdateSchema,
+    task_json,
 )
 
 blp = Blueprint(
@@ -31,9 +32,16 @@ def etag(task: Task) -> str:
     return f'"{task.version}"'
 
 
-def one_task(task: Task):
+# The views return finished responses, which flask-smorest passes through: the
+# @blp.response schemas document them, task_json builds them (see its docstring).
+
+
+def one_task(task: Task, status: int = 200) -> Response:
     """The envelope of one task, with its ETag."""
-    return success(task), {"ETag": etag(task)}
+    response = jsonify(success(task_json(task)))
+    response.status_code = status
+    response.headers["ETag"] = etag(task)
+    return response
 
 
 def check_if_match(task: Task) -> None:
@@ -53,9 +61,9 @@ class Tasks(MethodView):
         `cursor` to read the next page; `meta.total` counts every matching task.
         """
         page = tasks.list_page(g.user_id, **args)
-        return success(
-            page.items,
-            count=len(page.items),
+        return success_response(
+            page.items_json,
+            count=page.count,
             limit=page.limit,
             next_cursor=page.next_cursor,
             total=page.total,
@@ -66,11 +74,11 @@ class Tasks(MethodView):
     def post(self, body, user_id):
         """Create a task"""
         task = tasks.create(g.user_id, **body)
-        data, headers = one_task(task)
-        headers["Location"] = url_for(
+        response = one_task(task, 201)
+        response.headers["Location"] = url_for(
             "tasks.TaskById", user_id=user_id, task_id=task.id, _external=True
         )
-        return data, headers
+        return response
 
 
 @blp.route("/<task_id>")

@@ -88,9 +88,7 @@ def _utc_text(column):
     return sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 
 
-def task_json_sql():
-    """task_json as a PostgreSQL expression (json text): long lists are built by the
-    database, where it costs a fraction of the Python work (see benchmarks/)."""
+def _task_json_sql():
     return sa.cast(
         sa.func.json_build_object(
             "id", Task.id,
@@ -104,6 +102,11 @@ def task_json_sql():
         ),
         sa.Text,
     )
+
+
+# task_json as a PostgreSQL expression (json text): long lists are encoded by the
+# database, where it costs a fraction of the Python work (see benchmarks/).
+TASK_JSON_SQL = _task_json_sql().label("json")
 
 
 class MetaSchema(ma.Schema):

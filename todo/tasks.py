@@ -11,7 +11,7 @@ from flask import current_app
 from todo import cursor
 from todo.extensions import db
 from todo.models import Task, utcnow
-from todo.schemas import task_json, task_json_sql
+from todo.schemas import TASK_JSON_SQL, task_json
 
 SORT_KEYS = {
     "created_at": Task.created_at,
@@ -135,7 +135,7 @@ def list_page(user_id: str, status: str = "all", q: str | None = None,
     sort_key = SORT_KEYS[sort.lstrip("-")]
     descending = sort.startswith("-")
     on_postgresql = db.engine.dialect.name == "postgresql"
-    columns = (sort_key, Task.id, task_json_sql().label("json")) if on_postgresql else LISTED_COLUMNS
+    columns = (sort_key, Task.id, TASK_JSON_SQL) if on_postgresql else LISTED_COLUMNS
     statement = sa.select(*columns).where(*filters)
     if after is not None:
         position = sa.tuple_(sort_key, Task.id)

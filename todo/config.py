@@ -69,7 +69,6 @@ def normalize_database_url(url: str) -> str:
 def engine_options(config: dict, url: sa.URL) -> dict:
     """Pool and driver settings for the engine of `url`."""
     options = {
-        "pool_pre_ping": True,
         "pool_size": config["DB_POOL_SIZE"],
         "max_overflow": config["DB_MAX_OVERFLOW"],
         "pool_recycle": config["DB_POOL_RECYCLE"],

@@ -2,12 +2,16 @@
 
 from datetime import UTC, datetime
 
-from flask import g
+from flask import current_app, g
 
 
 def timestamp(moment: datetime | None = None) -> str:
-    """ISO 8601 in UTC with microseconds and a Z suffix, as every time in the API."""
-    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds and a Z suffix, as every time in the API.
+
+    `moment` must be aware UTC, as the models return it (isoformat is much faster
+    than strftime, and this runs three times per task of a list).
+    """
+    return (moment or datetime.now(UTC)).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def meta(**extra) -> dict:
@@ -16,6 +20,12 @@ def meta(**extra) -> dict:
 
 def success(data, **extra_meta) -> dict:
     return {"data": data, "meta": meta(**extra_meta)}
+
+
+def success_response(data_json: str, **extra_meta):
+    """A success envelope around data already encoded as JSON text."""
+    body = '{"data":%s,"meta":%s}' % (data_json, current_app.json.dumps(meta(**extra_meta)))
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def error_envelope(code: str, message: str, details: dict | None) -> dict:

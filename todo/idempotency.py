@@ -21,7 +21,7 @@ from flask_smorest import abort
 from todo import tasks
 from todo.extensions import db
 from todo.models import IDEMPOTENCY_KEY_MAX, IdempotencyKey, Task, utcnow
-from todo.schemas import TaskSchema
+from todo.schemas import task_json
 
 TTL = timedelta(hours=24)
 # Visible ASCII, as header values travel safely; UUIDs are the usual choice.
@@ -86,7 +86,7 @@ def _create(user_id, key, request_fingerprint, fields, headers_for) -> Outcome:
     db.session.flush()  # the key first: a concurrent holder of it stops us here
     db.session.add(task)
     db.session.flush()
-    data, headers = TaskSchema().dump(task), headers_for(task)
+    data, headers = task_json(task), headers_for(task)
     record.response_body, record.response_headers = data, headers
     db.session.commit()
     return Outcome(data, headers, replayed=False)

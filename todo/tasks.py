@@ -6,9 +6,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask_smorest import abort
 
+from flask import current_app
+
 from todo import cursor
 from todo.extensions import db
 from todo.models import Task, utcnow
+from todo.schemas import TASK_JSON_SQL, task_json
 
 SORT_KEYS = {
     "created_at": Task.created_at,
@@ -17,9 +20,25 @@ SORT_KEYS = {
 }
 
 
+# What a list reads: the API's fields plus the title sort key, as plain rows
+# (no ORM identity map; lists are read-only).
+LISTED_COLUMNS = (
+    Task.id,
+    Task.user_id,
+    Task.title,
+    Task.title_lower,
+    Task.description,
+    Task.is_completed,
+    Task.completed_at,
+    Task.created_at,
+    Task.updated_at,
+)
+
+
 @dataclass(frozen=True)
 class TaskPage:
-    items: list[Task]
+    items_json: str  # the page's tasks as a JSON array
+    count: int
     total: int
     limit: int
     next_cursor: str | None
@@ -115,7 +134,9 @@ def list_page(user_id: str, status: str = "all", q: str | None = None,
     filters = _filters(user_id, status, q)
     sort_key = SORT_KEYS[sort.lstrip("-")]
     descending = sort.startswith("-")
-    statement = sa.select(Task).where(*filters)
+    on_postgresql = db.engine.dialect.name == "postgresql"
+    columns = (sort_key, Task.id, TASK_JSON_SQL) if on_postgresql else LISTED_COLUMNS
+    statement = sa.select(*columns).where(*filters)
     if after is not None:
         position = sa.tuple_(sort_key, Task.id)
         bound = sa.tuple_(
@@ -123,12 +144,18 @@ def list_page(user_id: str, status: str = "all", q: str | None = None,
         )
         statement = statement.where(position < bound if descending else position > bound)
     order = (sort_key.desc(), Task.id.desc()) if descending else (sort_key, Task.id)
-    rows = db.session.scalars(statement.order_by(*order).limit(limit + 1)).all()
+    rows = db.session.execute(statement.order_by(*order).limit(limit + 1)).all()
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Task).where(*filters))
 
-    items, more = rows[:limit], len(rows) > limit
+    rows, more = rows[:limit], len(rows) > limit
     next_cursor = None
     if more:
-        last = items[-1]
+        last = rows[-1]
         next_cursor = cursor.encode(sort, getattr(last, sort_key.key), last.id)
-    return TaskPage(items=items, total=total, limit=limit, next_cursor=next_cursor)
+    if on_postgresql:
+        items_json = "[" + ",".join(row.json for row in rows) + "]"
+    else:
+        items_json = current_app.json.dumps([task_json(row) for row in rows])
+    return TaskPage(
+        items_json=items_json, count=len(rows), total=total, limit=limit, next_cursor=next_cursor
+    )

@@ -7,7 +7,7 @@ from flask_smorest import abort
 from todo import idempotency, tasks
 from todo.api import Blueprint
 from todo.auth import authenticate
-from todo.envelope import success
+from todo.envelope import success, success_response
 from todo.models import Task
 from todo.schemas import (
     IdempotencyHeaderSchema,
@@ -17,6 +17,7 @@ from todo.schemas import (
     TaskQueryArgsSchema,
     TaskResponseSchema,
     TaskUpdateSchema,
+    task_json,
 )
 
 blp = Blueprint(
@@ -67,9 +68,20 @@ def not_modified(task: Task) -> bool:
     return request.if_none_match.contains_weak(str(task.version))
 
 
-def one_task(task: Task):
+# The views return finished responses, which flask-smorest passes through: the
+# @blp.response schemas document them, task_json builds them (see its docstring).
+
+
+def task_response(data: dict, status: int, headers: dict) -> Response:
+    response = jsonify(success(data))
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def one_task(task: Task) -> Response:
     """The envelope of one task, with its ETag."""
-    return success(task), {"ETag": etag(task)}
+    return task_response(task_json(task), 200, {"ETag": etag(task)})
 
 
 def created_headers(task: Task) -> dict:
@@ -104,9 +116,9 @@ class Tasks(MethodView):
         `cursor` to read the next page; `meta.total` counts every matching task.
         """
         page = tasks.list_page(g.user_id, **args)
-        return success(
-            page.items,
-            count=len(page.items),
+        return success_response(
+            page.items_json,
+            count=page.count,
             limit=page.limit,
             next_cursor=page.next_cursor,
             total=page.total,
@@ -135,7 +147,7 @@ class Tasks(MethodView):
         key = idempotency_args.get("idempotency_key")
         if key is None:
             task = tasks.create(g.user_id, **body)
-            return success(task), created_headers(task)
+            return task_response(task_json(task), 201, created_headers(task))
         outcome = idempotency.create_task_once(
             g.user_id,
             key,
@@ -143,14 +155,10 @@ class Tasks(MethodView):
             body,
             created_headers,
         )
-        # outcome.data is already dumped (and stored so): the response schema
-        # would dump it a second time, so the response is built here.
-        response = jsonify(success(outcome.data))
-        response.status_code = 201
-        response.headers.update(outcome.headers)
+        headers = dict(outcome.headers)
         if outcome.replayed:
-            response.headers["Idempotent-Replayed"] = "true"
-        return response
+            headers["Idempotent-Replayed"] = "true"
+        return task_response(outcome.data, 201, headers)
 
 
 @blp.route("/<task_id>")

@@ -1,0 +1,68 @@
+"""One task, three encoders: TaskSchema (the docs), task_json (Python) and the
+PostgreSQL list encoder must agree exactly, whatever the text holds"""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from todo import rls, tasks
+from todo.extensions import db
+from todo.models import Task
+from todo.schemas import TaskSchema, task_json
+
+TRICKY_TITLES = [
+    'Quotes " and \\ backslashes',
+    "Tabs\tand\nnewlines\r and \x01 control",
+    "Unicode: Ärger, 東京, emoji 🚀, RTL שלום",
+    "</script><script>alert(1)</script>",
+    "'; DROP TABLE tasks; --",
+    "   spaces inside   kept  ",
+]
+
+
+@pytest.fixture
+def tricky_tasks(app):
+    with app.app_context(), rls.acting_as("alice"):
+        created = [
+            tasks.create("alice", title, description=title[::-1], is_completed=i % 2 == 0)
+            for i, title in enumerate(TRICKY_TITLES)
+        ]
+        # A time on an exact second: every encoder must still print six digits.
+        on_the_second = tasks.new_task("alice", "On the second")
+        on_the_second.created_at = on_the_second.updated_at = datetime(2026, 1, 14, 10, tzinfo=UTC)
+        db.session.add(on_the_second)
+        db.session.commit()
+        return [str(task.id) for task in [*created, on_the_second]]
+
+
+def test_list_items_equal_single_task_bodies(alice, tricky_tasks):
+    listed = alice.get("/api/alice/tasks?limit=1000").json["data"]
+
+    assert len(listed) == len(tricky_tasks)
+    for item in listed:
+        single = alice.get(f"/api/alice/tasks/{item['id']}").json["data"]
+        assert item == single
+
+
+def test_exact_second_has_six_fractional_digits(alice, tricky_tasks):
+    listed = {item["title"]: item for item in alice.get("/api/alice/tasks").json["data"]}
+
+    assert listed["On the second"]["created_at"] == "2026-01-14T10:00:00.000000Z"
+    single = alice.get(f"/api/alice/tasks/{listed['On the second']['id']}").json["data"]
+    assert single["created_at"] == "2026-01-14T10:00:00.000000Z"
+
+
+def test_task_json_equals_the_documented_schema(app, tricky_tasks):
+    with app.app_context(), rls.acting_as("alice"):
+        for task in db.session.scalars(db.select(Task)):
+            assert task_json(task) == TaskSchema().dump(task)
+
+
+def test_list_body_is_one_valid_json_document(alice, tricky_tasks):
+    response = alice.get("/api/alice/tasks")
+
+    assert response.mimetype == "application/json"
+    body = json.loads(response.data)
+    assert set(body) == {"data", "meta"}
+    assert body["meta"]["count"] == len(tricky_tasks) == body["meta"]["total"]

@@ -153,6 +153,7 @@ def seed_command(
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
 
+    admin.check_database()  # fail in one line before the progress bar starts
     total = len(all_users) * tasks_per_user
     started = time.perf_counter()
     with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:

@@ -22,6 +22,12 @@ def database_error(error: sa.exc.SQLAlchemyError) -> str:
     return f"database error: {text}"
 
 
+def check_database() -> None:
+    """Raise the database's error now if it is unreachable or has no schema."""
+    db.session.execute(sa.select(Task.id).limit(1))
+    db.session.rollback()
+
+
 def user_tables() -> list[sa.Table]:
     """Every table that holds rows per user, children before parents."""
     return [table for table in reversed(db.metadata.sorted_tables) if "user_id" in table.c]

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from ops_support import fresh_database, free_port, unreachable_url
+from conftest import base_config
+from ops_support import free_port, fresh_database, unreachable_url
 
 from cli import tasks
-from conftest import base_config
 from todo import create_app
 from todo.extensions import db
 from todo.models import Task

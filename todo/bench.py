@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -154,6 +155,7 @@ def local_server(config, workers: int = 2, threads: int = 4) -> Iterator[str]:
         "5",
         "--log-level",
         "warning",
+        "--no-control-socket",
         "wsgi:app",
     ]
     with tempfile.TemporaryDirectory(prefix="todo-bench-") as folder:
@@ -171,7 +173,7 @@ def local_server(config, workers: int = 2, threads: int = 4) -> Iterator[str]:
             _wait_ready(process, base_url, log)
             yield base_url
         finally:
-            process.terminate()
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -182,6 +184,13 @@ def local_server(config, workers: int = 2, threads: int = 4) -> Iterator[str]:
 def _wait_ready(process: subprocess.Popen, base_url: str, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=5))
+    try:
+        _poll_ready(process, base_url, log, pool, deadline)
+    finally:
+        pool.clear()  # a kept-alive connection would hold a worker at shutdown
+
+
+def _poll_ready(process, base_url, log, pool, deadline) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise OperatorError(f"the server exited ({process.returncode}): {_tail(log)}")

@@ -56,10 +56,12 @@ def command_environment(database_url: str, **extra) -> dict[str, str]:
         if not key.startswith(("FLASK_", "JWT_", "CORS_")) and key != "DATABASE_URL"
     }
     environment.update(
-        ENVIRONMENT="test",
-        DATABASE_URL=database_url,
-        JWT_SECRET=TEST_SECRET,
-        LOG_LEVEL="WARNING",
-        **extra,
+        {
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": TEST_SECRET,
+            "LOG_LEVEL": "WARNING",
+            **extra,
+        }
     )
     return environment

@@ -44,3 +44,18 @@ def test_flask_tasks_lists_every_operator_command(tmp_path):
     commands = listed.stdout.split("Commands:")[1].split()
     for command in ("bench", "doctor", "export", "import", "purge-user", "seed", "stats", "token"):
         assert command in commands
+
+
+def test_a_bad_configuration_is_one_line_for_every_command():
+    environment = command_environment("unused", ENVIRONMENT="production")
+    del environment["DATABASE_URL"]
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "flask", "tasks", "doctor"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    assert finished.returncode == 1
+    assert finished.stderr == (
+        "configuration error: DATABASE_URL is required when ENVIRONMENT=production\n"
+    )

@@ -31,16 +31,36 @@ def tasks_per_user(app):
 
 def test_bench_starts_its_own_server_seeds_users_and_reports(app, database_url):
     command = [
-        sys.executable, "-m", "flask", "tasks", "bench", "--users", "2", "--seed-tasks", "20",
-        "--requests", "50", "--concurrency", "2", "--scenario", "mixed", "--json",
+        sys.executable,
+        "-m",
+        "flask",
+        "tasks",
+        "bench",
+        "--users",
+        "2",
+        "--seed-tasks",
+        "20",
+        "--requests",
+        "50",
+        "--concurrency",
+        "2",
+        "--scenario",
+        "mixed",
+        "--json",
     ]
 
     finished = subprocess.run(
-        command, cwd=ROOT, env=command_environment(database_url),
-        capture_output=True, text=True, timeout=120, check=False,
+        command,
+        cwd=ROOT,
+        env=command_environment(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert finished.returncode == 0, finished.stderr
+    assert finished.stderr == ("Seeded 20 tasks for each of bench-user-0001, bench-user-0002.\n")
     summary = json.loads(finished.stdout)
     assert summary["url"].startswith("http://127.0.0.1:")
     assert (summary["scenario"], summary["users"], summary["concurrency"]) == ("mixed", 2, 2)
@@ -65,8 +85,18 @@ def server(app):
 
 def test_bench_against_a_running_server(app, server):
     result = invoke(
-        app, "bench", "--url", server, "--user-id", "alice", "--scenario", "create",
-        "--requests", "12", "--concurrency", "3",
+        app,
+        "bench",
+        "--url",
+        server,
+        "--user-id",
+        "alice",
+        "--scenario",
+        "create",
+        "--requests",
+        "12",
+        "--concurrency",
+        "3",
     )
 
     assert result.exit_code == 0, result.output
@@ -81,8 +111,18 @@ def test_bench_against_a_running_server(app, server):
 
 def test_bench_gates_on_p95_and_creates_a_task_to_get(app, server):
     result = invoke(
-        app, "bench", "--url", server, "--user-id", "newcomer", "--scenario", "get",
-        "--requests", "5", "--p95-ms", "0.001",
+        app,
+        "bench",
+        "--url",
+        server,
+        "--user-id",
+        "newcomer",
+        "--scenario",
+        "get",
+        "--requests",
+        "5",
+        "--p95-ms",
+        "0.001",
     )
 
     assert result.exit_code == 1
@@ -90,6 +130,40 @@ def test_bench_gates_on_p95_and_creates_a_task_to_get(app, server):
     assert result.stderr.startswith("Error: p95 ")
     assert result.stderr.endswith(" ms is above --p95-ms 0.001\n")
     assert tasks_per_user(app) == {"newcomer": 1}
+
+
+def test_bench_with_the_tokens_file_of_seed(app, server, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    seeded = invoke(
+        app, "seed", "--users", "3", "--tasks-per-user", "5", "--tokens-file", tokens_file
+    )
+
+    result = invoke(
+        app, "bench", "--url", server, "--tokens-file", tokens_file, "--requests", "9", "--json"
+    )
+
+    assert seeded.exit_code == 0, seeded.output
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["users"], summary["requests"], summary["errors"]) == (3, 9, 0)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[]", "is not a JSON object of user id -> token"),
+        ('{"alice": 1}', "is not a JSON object of user id -> token"),
+        ("{", "cannot read tokens from "),
+    ],
+)
+def test_bench_refuses_a_bad_tokens_file(app, tmp_path, content, message):
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(content)
+
+    result = invoke(app, "bench", "--tokens-file", tokens_file, "--requests", "5")
+
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_bench_says_when_the_server_refuses_its_tokens(make_app, server):
@@ -129,11 +203,13 @@ def test_bench_reports_a_server_that_is_not_ready(backend, tmp_path):
         (["--url", "ftp://127.0.0.1/"], 1, "is not an http(s)://host[:port] URL"),
         (["--url", "http://example.com"], 1, "is not on 127.0.0.1: add --allow-remote"),
         (["--url", "http://127.0.0.1:{port}"], 1, "http://127.0.0.1:{port} unreachable: "),
+        (["--tokens-file", "{this}"], 2, "give --tokens-file or --user-id, not both"),
+        (["--tokens-file", "/nonexistent/tokens.json"], 2, "Invalid value for '--tokens-file'"),
     ],
 )
 def test_bench_bad_options_are_one_line_errors(app, arguments, code, message):
     port = free_port()
-    arguments = [a.format(port=port) for a in arguments]
+    arguments = [a.format(port=port, this=__file__) for a in arguments]
 
     result = invoke(app, "bench", "--user-id", "alice", "--requests", "5", *arguments)
 

@@ -73,13 +73,16 @@ def check_url(url: str, allow_remote: bool) -> str:
 # Users and tokens
 
 
-def pick_users(count: int, seed_tasks: int) -> list[str]:
-    """`count` users from the database, seeding bench users when there are fewer."""
+def pick_users(count: int, seed_tasks: int) -> tuple[list[str], list[str]]:
+    """`count` users from the database, seeding bench users when there are fewer.
+
+    Returns the users, and those of them that were just seeded.
+    """
     users = list(
         db.session.scalars(sa.select(Task.user_id).distinct().order_by(Task.user_id).limit(count))
     )
     db.session.rollback()  # end the read before seeding on another connection
-    missing = count - len(users)
+    missing, new = count - len(users), []
     if missing > 0:
         taken = set(users)
         new = [
@@ -88,8 +91,23 @@ def pick_users(count: int, seed_tasks: int) -> list[str]:
             if user_id not in taken
         ][:missing]
         seeding.seed(new, seed_tasks)
-        users += new
-    return users
+    return users + new, new
+
+
+def read_tokens(path: str) -> dict[str, str]:
+    """{user id: token} from a JSON file, such as `flask tasks seed --tokens-file` writes."""
+    try:
+        with open(path, encoding="utf-8") as source:
+            tokens = json.load(source)
+    except (OSError, ValueError) as error:
+        raise OperatorError(f"cannot read tokens from {path}: {error}") from None
+    if (
+        not isinstance(tokens, dict)
+        or not tokens
+        or not all(isinstance(v, str) and v and k for k, v in tokens.items())
+    ):
+        raise OperatorError(f"{path} is not a JSON object of user id -> token")
+    return tokens
 
 
 def mint_tokens(config, users: list[str]) -> dict[str, str]:
@@ -366,6 +384,17 @@ def summarize(samples: list[Sample], elapsed: float, **settings) -> dict:
             name: _figures(group, elapsed) for name, group in sorted(by_operation.items())
         },
     }
+
+
+def failures(summary: dict, p95_limit_ms: float | None) -> list[str]:
+    """Why this run fails the check: failed requests, or a p95 above the limit."""
+    found = []
+    if summary["errors"]:
+        found.append(f"{summary['errors']} request(s) failed")
+    p95 = summary["p95_ms"]
+    if p95_limit_ms is not None and p95 is not None and p95 > p95_limit_ms:
+        found.append(f"p95 {p95} ms is above --p95-ms {p95_limit_ms:g}")
+    return found
 
 
 def render(summary: dict) -> str:

@@ -22,6 +22,8 @@ from todo.models import USER_ID_MAX
 
 tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
 
+MAX_SEED_TASKS = 50_000_000
+
 
 def operator_command(function):
     """Turn the expected failures into one-line errors (exit 1)."""
@@ -145,16 +147,18 @@ def seed_command(
     all_users = list(dict.fromkeys([*user_ids, *new_users]))
     if not all_users:
         raise click.UsageError("nothing to seed: give --users N or --user-id ID")
-    tokens = None
-    if tokens_file:  # refused before any write when tokens cannot be minted
+    total = len(all_users) * tasks_per_user
+    if total > MAX_SEED_TASKS:
+        raise click.UsageError(f"{total:,} tasks is more than {MAX_SEED_TASKS:,} in one run")
+    admin.check_database()  # fail in one line before anything is written
+    if tokens_file:
         ttl = parse_ttl(token_ttl)
         try:
             tokens = {user: devtokens.mint(current_app.config, user, ttl) for user in all_users}
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
+        _write_private_json(tokens_file, tokens)
 
-    admin.check_database()  # fail in one line before the progress bar starts
-    total = len(all_users) * tasks_per_user
     started = time.perf_counter()
     with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
         count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, bar.update)
@@ -166,8 +170,7 @@ def seed_command(
     more = len(all_users) - 5
     shown = ", ".join(all_users[:5]) + (f" and {more} more" if more > 0 else "")
     click.echo(f"Users: {shown}")
-    if tokens is not None:
-        _write_private_json(tokens_file, tokens)
+    if tokens_file:
         click.echo(f"Tokens: {tokens_file}")
 
 

@@ -19,8 +19,19 @@ def all_tasks(app):
 def test_seed_adds_realistic_consistent_tasks(app):
     result = app.test_cli_runner().invoke(
         tasks,
-        ["seed", "--users", "2", "--user-id", "alice", "--tasks-per-user", "40",
-         "--completed-ratio", "0.5", "--random-seed", "7"],
+        [
+            "seed",
+            "--users",
+            "2",
+            "--user-id",
+            "alice",
+            "--tasks-per-user",
+            "40",
+            "--completed-ratio",
+            "0.5",
+            "--random-seed",
+            "7",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -91,8 +102,17 @@ def test_tokens_file_holds_a_working_token_per_user(app, tmp_path):
 
     result = app.test_cli_runner().invoke(
         tasks,
-        ["seed", "--users", "2", "--user-id", "alice", "--tasks-per-user", "3",
-         "--tokens-file", str(tokens_file)],
+        [
+            "seed",
+            "--users",
+            "2",
+            "--user-id",
+            "alice",
+            "--tasks-per-user",
+            "3",
+            "--tokens-file",
+            str(tokens_file),
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -108,9 +128,7 @@ def test_tokens_file_holds_a_working_token_per_user(app, tmp_path):
 
 
 def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_path):
-    app = make_app(
-        JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32
-    )
+    app = make_app(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32)
     tokens_file = tmp_path / "tokens.json"
 
     result = app.test_cli_runner().invoke(
@@ -133,6 +151,7 @@ def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_pa
         (["--users", "-1"], "Invalid value for '--users'"),
         (["--user-id", ""], "Invalid value for '--user-id'"),
         (["--users", "0"], "nothing to seed: give --users N or --user-id ID"),
+        (["--users", "1000", "--tasks-per-user", "50001"], "50,001,000 tasks is more than"),
         (["--token-ttl", "soon", "--tokens-file", "t.json"], "'soon' is not a duration"),
     ],
 )
@@ -142,4 +161,16 @@ def test_bad_options_are_one_line_errors(app, arguments, message):
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert all_tasks(app) == []
+
+
+def test_an_unwritable_tokens_file_stops_before_seeding(app, tmp_path):
+    path = tmp_path / "missing" / "tokens.json"
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(path)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write {path}: No such file or directory\n"
     assert all_tasks(app) == []

@@ -82,7 +82,12 @@ def test_stats_counts_tasks_users_and_shares(app, alice, bob, client_for, backen
     assert (figures["tasks"], figures["users"], figures["completed"]) == (6, 3, 3)
     assert figures["completed_share"] == 0.5
     assert figures["tasks_per_user"] == {
-        "min": 1, "mean": 2.0, "p50": 2, "p90": 3, "p99": 3, "max": 3
+        "min": 1,
+        "mean": 2.0,
+        "p50": 2,
+        "p90": 3,
+        "p99": 3,
+        "max": 3,
     }
     assert figures["top_users"] == [
         {"user_id": "alice", "tasks": 3},
@@ -92,7 +97,10 @@ def test_stats_counts_tasks_users_and_shares(app, alice, bob, client_for, backen
         (table,) = figures["storage"]
         assert table["table"] == "tasks"
         assert set(table["indexes"]) == {
-            "pk_tasks", "ix_tasks_user_created", "ix_tasks_user_updated", "ix_tasks_user_title"
+            "pk_tasks",
+            "ix_tasks_user_created",
+            "ix_tasks_user_updated",
+            "ix_tasks_user_title",
         }
         assert table["total_bytes"] >= table["table_bytes"] + table["indexes_bytes"] > 0
     else:
@@ -124,8 +132,14 @@ def test_export_to_stdout_is_the_api_representation(app, alice, bob):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == api_tasks(alice, "alice")
     assert list(lines[0]) == [
-        "id", "user_id", "title", "description", "is_completed",
-        "completed_at", "created_at", "updated_at",
+        "id",
+        "user_id",
+        "title",
+        "description",
+        "is_completed",
+        "completed_at",
+        "created_at",
+        "updated_at",
     ]
     assert "Ünïcode ✓" in result.stdout  # UTF-8, not \u escapes
     assert result.stderr == "Exported 3 tasks of 'alice'.\n"
@@ -344,9 +358,7 @@ def test_purge_of_a_missing_user(app, alice):
     result = invoke(app, "purge-user", "--user-id", "alise", "--yes")
 
     assert result.exit_code == 1
-    assert result.stderr == (
-        "Error: user 'alise' has no rows (check the id): nothing to delete\n"
-    )
+    assert result.stderr == ("Error: user 'alise' has no rows (check the id): nothing to delete\n")
     assert count_tasks(app) == 1
 
 
@@ -392,7 +404,14 @@ def test_doctor_on_a_healthy_deployment(app, backend):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert [line.split()[1] for line in lines] == [
-        "environment", "token", "jwks", "cors", "database", "schema", "indexes", "row"
+        "environment",
+        "token",
+        "jwks",
+        "cors",
+        "database",
+        "schema",
+        "indexes",
+        "row",
     ]
     assert lines[0].startswith("warn  environment        ENVIRONMENT=test")
     assert lines[1] == "ok    token key          JWT_SECRET of 42 bytes"
@@ -541,3 +560,27 @@ def test_a_database_without_schema_says_to_upgrade(backend, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: the database has no schema (")
     assert result.stderr.endswith("): run `flask db upgrade`\n")
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        ({}, "ok    environment        production"),
+        (
+            {"LOG_FORMAT": "text", "CORS_ORIGINS": ["http://app.example", "http://localhost:3000"]},
+            "warn  environment        production, but LOG_FORMAT is not json;"
+            " plain-http CORS origins http://app.example",
+        ),
+    ],
+)
+def test_doctor_checks_production_settings(database_urls, overrides, line):
+    app = create_app(
+        {**base_config(database_urls("postgresql")), "ENVIRONMENT": "production", **overrides}
+    )
+
+    result = invoke(app, "doctor")
+
+    with app.app_context():
+        db.engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == line

@@ -1,6 +1,8 @@
 """Operator commands: stats, export/import, purge-user, doctor, and every error path"""
 
+import http.server
 import json
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -584,3 +586,48 @@ def test_doctor_checks_production_settings(database_urls, overrides, line):
         db.engine.dispose()
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == line
+
+
+@pytest.fixture
+def jwks_server():
+    """A JWKS endpoint on 127.0.0.1 serving whatever `jwks_server.body` holds."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = server.body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/jwks"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body, status, detail",
+    [
+        ('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "abc"}]}', "ok  ", "{url}: 1 key(s)"),
+        ('{"keys": []}', "FAIL", "{url} holds no keys"),
+        ("<html>", "FAIL", "{url} did not answer a JWK set"),
+    ],
+)
+def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
+    jwks_server.body = body
+    app = make_app(JWT_JWKS_URL=jwks_server.url)
+
+    result = invoke(app, "doctor")
+
+    assert f"{status}  jwks               {detail.format(url=jwks_server.url)}" in (
+        result.stdout.splitlines()
+    )
+    assert result.exit_code == (0 if status.strip() == "ok" else 1)

@@ -631,3 +631,24 @@ def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
         result.stdout.splitlines()
     )
     assert result.exit_code == (0 if status.strip() == "ok" else 1)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["stats", "--top", "-1"], "Invalid value for '--top'"),
+        (["stats", "--format", "xml"], "No such option '--format'"),
+        (["export"], "Missing option '--user-id'"),
+        (["export", "--user-id", "x" * 256], "must be 1 to 255 characters"),
+        (["import", "--user-id", "alice"], "Missing argument 'FILE'"),
+        (["purge-user"], "Missing option '--user-id'"),
+        (["purge-user", "--user-id", ""], "must be 1 to 255 characters"),
+        (["doctor", "--fix"], "No such option '--fix'"),
+    ],
+)
+def test_bad_options_are_usage_errors(app, arguments, message):
+    result = invoke(app, *arguments)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output

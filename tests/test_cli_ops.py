@@ -652,3 +652,18 @@ def test_bad_options_are_usage_errors(app, arguments, message):
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_round_trip_keeps_line_breaks_and_unicode_inside_fields(app, alice, tmp_path):
+    body = {"title": "tab\there \u2028 nel\x85 é", "description": "one\ntwo\r\nthree \U0001f600"}
+    assert alice.post("/api/alice/tasks", json=body).status_code == 201
+    before = api_tasks(alice, "alice")
+    path = tmp_path / "alice.jsonl"
+
+    invoke(app, "export", "--user-id", "alice", "--output", path)
+    invoke(app, "purge-user", "--user-id", "alice", "--yes")
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes().count(b"\n") == 1
+    assert api_tasks(alice, "alice") == before

@@ -1,5 +1,12 @@
 """The production entry point: `gunicorn wsgi:app`, and what `flask` finds"""
 
-from todo import create_app
+import sys
 
-app = create_app()
+from todo import create_app
+from todo.config import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as error:
+    # One line, not a traceback, for gunicorn and for every `flask` command.
+    sys.exit(f"configuration error: {error}")

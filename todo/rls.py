@@ -58,6 +58,12 @@ def _set_transaction_user(session, transaction, connection):
     )
 
 
+def apply(connection) -> None:
+    """Set this module's settings on a transaction begun outside the ORM session
+    (e.g. `db.engine.begin()` for a bulk COPY)."""
+    _set_transaction_user(None, None, connection)
+
+
 def init_app(app) -> None:
     # Flask-SQLAlchemy's scoped session produces one Session class for every app:
     # listen once, on that class.
@@ -77,21 +83,21 @@ def _apply_now() -> None:
 def bypass():
     """Let the session see and change every user's rows: for operator commands only."""
     token = _bypass.set(True)
+    _apply_now()
     try:
-        _apply_now()
         yield
     finally:
         _bypass.reset(token)
-        _apply_now()
+    _apply_now()  # not after an error: the transaction may be aborted
 
 
 @contextmanager
 def acting_as(user_id: str):
     """Bind the session's transactions to `user_id` outside a request (e.g. the CLI)."""
     token = _acting_as.set(user_id)
+    _apply_now()
     try:
-        _apply_now()
         yield
     finally:
         _acting_as.reset(token)
-        _apply_now()
+    _apply_now()  # not after an error: the transaction may be aborted

@@ -1,0 +1,657 @@
+"""Operator commands: stats, export/import, purge-user, doctor, and every error path"""
+
+import http.server
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+from conftest import base_config
+from ops_support import free_port, fresh_database, unreachable_url
+
+from cli import tasks
+from todo import create_app, rls
+from todo.extensions import db
+from todo.models import Task
+
+COMMANDS = ("token", "seed", "bench", "stats", "export", "import", "purge-user", "doctor")
+
+
+def invoke(app, *arguments, **kwargs):
+    return app.test_cli_runner().invoke(tasks, [str(a) for a in arguments], **kwargs)
+
+
+def count_tasks(app, user_id=None):
+    with app.app_context(), rls.bypass():
+        statement = sa.select(sa.func.count()).select_from(Task)
+        if user_id is not None:
+            statement = statement.where(Task.user_id == user_id)
+        return db.session.scalar(statement)
+
+
+def make_tasks(client, user_id, *titles, completed=()):
+    """Create tasks through the API; returns their JSON as the API gives it."""
+    created = []
+    for title in titles:
+        body = {"title": title, "description": f"about {title}", "is_completed": title in completed}
+        response = client.post(f"/api/{user_id}/tasks", json=body)
+        assert response.status_code == 201
+        created.append(response.json["data"])
+    return created
+
+
+def api_tasks(client, user_id):
+    response = client.get(f"/api/{user_id}/tasks?limit=1000&sort=created_at")
+    return response.json["data"]
+
+
+# Help
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(app, command):
+    result = invoke(app, command, "--help")
+
+    assert result.exit_code == 0
+    assert "Example:" in result.stdout
+    assert f"flask tasks {command}" in result.stdout
+
+
+# stats
+
+
+def test_stats_on_an_empty_database(app):
+    result = invoke(app, "stats", "--json")
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["tasks"] == figures["users"] == figures["completed"] == 0
+    assert figures["completed_share"] is None
+    assert figures["top_users"] == []
+    assert figures["tasks_per_user"]["p50"] is None
+
+
+def test_stats_counts_tasks_users_and_shares(app, alice, bob, client_for, backend):
+    make_tasks(alice, "alice", "a1", "a2", "a3", completed=("a1",))
+    make_tasks(bob, "bob", "b1", "b2", completed=("b1", "b2"))
+    make_tasks(client_for("carol"), "carol", "c1")
+
+    result = invoke(app, "stats", "--json", "--top", "2")
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["backend"] == backend
+    assert (figures["tasks"], figures["users"], figures["completed"]) == (6, 3, 3)
+    assert figures["completed_share"] == 0.5
+    assert figures["tasks_per_user"] == {
+        "min": 1,
+        "mean": 2.0,
+        "p50": 2,
+        "p90": 3,
+        "p99": 3,
+        "max": 3,
+    }
+    assert figures["top_users"] == [
+        {"user_id": "alice", "tasks": 3},
+        {"user_id": "bob", "tasks": 2},
+    ]
+    if backend == "postgresql":
+        assert [table["table"] for table in figures["storage"]] == ["idempotency_keys", "tasks"]
+        table = figures["storage"][1]
+        assert set(table["indexes"]) == {
+            "pk_tasks",
+            "ix_tasks_user_created",
+            "ix_tasks_user_updated",
+            "ix_tasks_user_title",
+        }
+        assert table["total_bytes"] >= table["table_bytes"] + table["indexes_bytes"] > 0
+    else:
+        assert figures["database_bytes"] > 0
+
+
+def test_stats_as_text(app, alice, backend):
+    make_tasks(alice, "alice", "a1", "a2", completed=("a2",))
+
+    result = invoke(app, "stats")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["tasks            2", "users            1", "completed        1 (50.0%)"]
+    assert "  alice         2" in lines
+    assert any(line.startswith("table tasks: ") for line in lines) == (backend == "postgresql")
+
+
+# export / import
+
+
+def test_export_to_stdout_is_the_api_representation(app, alice, bob):
+    make_tasks(alice, "alice", "Buy milk", "Call Ann", "Ünïcode ✓", completed=("Call Ann",))
+    make_tasks(bob, "bob", "not alice's")
+
+    result = invoke(app, "export", "--user-id", "alice")
+
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == api_tasks(alice, "alice")
+    assert list(lines[0]) == [
+        "id",
+        "user_id",
+        "title",
+        "description",
+        "is_completed",
+        "completed_at",
+        "created_at",
+        "updated_at",
+    ]
+    assert "Ünïcode ✓" in result.stdout  # UTF-8, not \u escapes
+    assert result.stderr == "Exported 3 tasks of 'alice'.\n"
+
+
+def test_export_to_a_file_then_import_round_trips_exactly(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one", "two", "three", completed=("two",))
+    before = api_tasks(alice, "alice")
+    path = tmp_path / "alice.jsonl"
+
+    exported = invoke(app, "export", "--user-id", "alice", "--output", path)
+    purged = invoke(app, "purge-user", "--user-id", "alice", "--yes")
+    imported = invoke(app, "import", path, "--user-id", "alice")
+
+    assert exported.exit_code == purged.exit_code == imported.exit_code == 0
+    assert exported.stdout == f"Exported 3 tasks of 'alice' to {path}.\n"
+    assert imported.stdout == "Imported 3 tasks for 'alice'.\n"
+    assert api_tasks(alice, "alice") == before
+    assert [json.loads(line) for line in path.read_text().splitlines()] == before
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_import_into_another_user_keeps_ids_and_times(app, alice, bob, tmp_path):
+    make_tasks(alice, "alice", "one", "two", completed=("one",))
+    path = tmp_path / "alice.jsonl"
+    invoke(app, "export", "--user-id", "alice", "--output", path)
+
+    result = invoke(app, "import", path, "--user-id", "bob")
+
+    assert result.exit_code == 0, result.output
+    expected = [{**task, "user_id": "bob"} for task in api_tasks(alice, "alice")]
+    assert api_tasks(bob, "bob") == expected
+
+
+def test_import_with_new_ids_rekeys_and_keeps_the_rest(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one", "two", completed=("two",))
+    before = api_tasks(alice, "alice")
+    path = tmp_path / "alice.jsonl"
+    invoke(app, "export", "--user-id", "alice", "--output", path)
+
+    result = invoke(app, "import", path, "--user-id", "alice", "--new-ids")
+
+    assert result.exit_code == 0, result.output
+    after = api_tasks(alice, "alice")
+    assert len(after) == 4
+    copies = [task for task in after if task["id"] not in {t["id"] for t in before}]
+    strip = lambda task: {k: v for k, v in task.items() if k != "id"}  # noqa: E731
+    assert sorted(map(json.dumps, map(strip, copies))) == sorted(
+        map(json.dumps, map(strip, before))
+    )
+
+
+def test_import_of_existing_ids_writes_nothing(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one", "two")
+    path = tmp_path / "alice.jsonl"
+    invoke(app, "export", "--user-id", "alice", "--output", path)
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: 2 task id(s) already exist for 'alice' (e.g. ")
+    assert result.stderr.endswith("nothing imported; use --new-ids to re-key\n")
+    assert count_tasks(app) == 2
+
+
+GOOD = {
+    "id": "8b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e90",
+    "user_id": "someone",
+    "title": "Buy milk",
+    "description": None,
+    "is_completed": False,
+    "completed_at": None,
+    "created_at": "2026-01-14T10:00:00.123456Z",
+    "updated_at": "2026-01-14T10:00:00.123456Z",
+}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"title": "   "}, "title: Length must be between 1 and 500."),
+        ({"title": "x" * 501}, "title: Length must be between 1 and 500."),
+        ({"title": "a\x00b"}, "title: Must not contain NUL characters."),
+        ({"description": "d" * 10_001}, "description: Longer than maximum length 10000."),
+        ({"is_completed": "yes"}, "is_completed: Not a valid boolean."),
+        ({"is_completed": True}, "completed_at: Must be set exactly when is_completed is true."),
+        ({"completed_at": "2026-01-14T10:00:00.123456Z"}, "completed_at: Must be set exactly"),
+        ({"created_at": "2026-01-14T10:00:00"}, "created_at: Not a valid aware datetime."),
+        ({"updated_at": "2026-01-13T10:00:00Z"}, "updated_at: Must not be before created_at."),
+        ({"id": "not-a-uuid"}, "id: Not a valid UUID."),
+        ({"id": None}, "id: Field may not be null."),
+        ({"colour": "red"}, "colour: Unknown field."),
+    ],
+)
+def test_import_checks_each_line_like_the_api(app, tmp_path, changes, message):
+    path = tmp_path / "tasks.jsonl"
+    good = json.dumps(GOOD)
+    bad = json.dumps({**GOOD, "id": "1b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e91", **changes})
+    path.write_text(f"{good}\n{bad}\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    first, last = result.stderr.splitlines()
+    assert first.startswith(f"{path}:2: ") and message in first
+    assert last == "Error: 1 bad line(s): nothing imported"
+    assert count_tasks(app) == 0
+
+
+def test_import_reports_every_bad_line_by_number(app, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    lines = [json.dumps(GOOD), "not json", "", "[1, 2]", json.dumps(GOOD), '{"title": "x"']
+    path.write_text("\n".join(lines) + "\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    reported = [line.split(": ")[0] for line in result.stderr.splitlines()]
+    assert reported == [f"{path}:2", f"{path}:4", f"{path}:5", f"{path}:6", "Error"]
+    assert f"{path}:5: id 8b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e90 repeats line 1" in result.stderr
+    assert "Error: 4 bad line(s): nothing imported" in result.stderr
+    assert count_tasks(app) == 0
+
+
+def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):
+    line = json.dumps(
+        {**GOOD, "created_at": "2026-01-14T12:00:00.5+02:00", "updated_at": "2026-01-14T10:00:01Z"}
+    )
+
+    result = invoke(app, "import", "-", "--user-id", "alice", input=line + "\n")
+
+    assert result.exit_code == 0, result.output
+    (task,) = api_tasks(alice, "alice")
+    assert task == {
+        **GOOD,
+        "user_id": "alice",
+        "created_at": "2026-01-14T10:00:00.500000Z",
+        "updated_at": "2026-01-14T10:00:01.000000Z",
+    }
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "Error: the file holds no tasks\n"),
+        (b"\n\n", "Error: the file holds no tasks\n"),
+        (b"\xff\xfe{}\n", "Error: line 1 is not UTF-8 text\n"),
+    ],
+)
+def test_import_of_an_empty_or_binary_file(app, tmp_path, content, message):
+    path = tmp_path / "tasks.jsonl"
+    path.write_bytes(content)
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == message
+
+
+def test_import_of_a_missing_file(app, tmp_path):
+    result = invoke(app, "import", tmp_path / "nope.jsonl", "--user-id", "alice")
+
+    assert result.exit_code == 2
+    assert "Invalid value for 'FILE'" in result.stderr
+    assert "No such file or directory" in result.stderr
+
+
+def test_export_of_a_missing_user(app, alice):
+    make_tasks(alice, "alice", "one")
+
+    result = invoke(app, "export", "--user-id", "alise")
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: user 'alise' has no tasks (check the id)\n"
+
+
+def test_export_to_an_unwritable_place(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", tmp_path / "no" / "x.jsonl")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot write {tmp_path / 'no' / 'x.jsonl'}: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+# purge-user
+
+
+def test_purge_asks_first_and_keeps_everything_on_no(app, alice):
+    make_tasks(alice, "alice", "one", "two")
+
+    result = invoke(app, "purge-user", "--user-id", "alice", input="n\n")
+
+    assert result.exit_code == 1
+    assert "Delete 2 rows from tasks for user 'alice'? [y/N]" in result.stderr
+    assert "Aborted!" in result.stderr
+    assert count_tasks(app, "alice") == 2
+
+
+def test_purge_deletes_only_that_user_after_yes(app, alice, bob):
+    make_tasks(alice, "alice", "one", "two")
+    make_tasks(bob, "bob", "three")
+
+    result = invoke(app, "purge-user", "--user-id", "alice", input="y\n")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(
+        "Deleted 2 rows from tasks, 0 rows from idempotency_keys (user 'alice').\n"
+    )
+    assert count_tasks(app, "alice") == 0
+    assert count_tasks(app, "bob") == 1
+
+
+def test_purge_of_a_missing_user(app, alice):
+    make_tasks(alice, "alice", "one")
+
+    result = invoke(app, "purge-user", "--user-id", "alise", "--yes")
+
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: user 'alise' has no rows (check the id): nothing to delete\n")
+    assert count_tasks(app) == 1
+
+
+def test_purge_covers_every_table_with_a_user_id(app, alice, bob):
+    """A table added later (idempotency records...) is purged without changing purge."""
+    notes = sa.Table(
+        "test_user_notes",
+        db.metadata,
+        sa.Column("user_id", sa.String(255), primary_key=True),
+        sa.Column("note", sa.String(50), primary_key=True),
+    )
+    try:
+        with app.app_context(), rls.bypass():
+            notes.create(db.engine)
+            db.session.execute(
+                notes.insert(),
+                [{"user_id": "alice", "note": n} for n in ("a", "b", "c")]
+                + [{"user_id": "bob", "note": "d"}],
+            )
+            db.session.commit()
+        make_tasks(alice, "alice", "one")
+
+        result = invoke(app, "purge-user", "--user-id", "alice", "--yes")
+
+        assert result.exit_code == 0, result.output
+        assert "3 rows from test_user_notes" in result.stdout
+        assert "1 rows from tasks" in result.stdout
+        with app.app_context(), rls.bypass():
+            left = db.session.execute(sa.select(notes.c.user_id)).scalars().all()
+        assert left == ["bob"]
+    finally:
+        with app.app_context(), rls.bypass():
+            notes.drop(db.engine, checkfirst=True)
+        db.metadata.remove(notes)
+
+
+# doctor
+
+
+def test_doctor_on_a_healthy_deployment(app, backend):
+    result = invoke(app, "doctor")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == [
+        "environment",
+        "token",
+        "jwks",
+        "cors",
+        "database",
+        "schema",
+        "indexes",
+        "row",
+    ]
+    assert lines[0].startswith("warn  environment        ENVIRONMENT=test")
+    assert lines[1] == "ok    token key          JWT_SECRET of 42 bytes"
+    assert lines[4].startswith(f"ok    database           {backend} ")
+    assert lines[5] == "ok    schema             at the latest migration (0003)"
+    assert lines[6] == "ok    indexes            all 4 expected indexes present"
+    if backend == "postgresql":
+        assert lines[7] == (
+            "ok    row security       enabled and forced on idempotency_keys, tasks"
+        )
+    else:
+        assert lines[7] == "ok    row security       not available on sqlite"
+
+
+@pytest.mark.parametrize(
+    "overrides, failing",
+    [
+        ({"JWT_SECRET": "short-secret"}, "FAIL  token key          JWT_SECRET is 12 bytes"),
+        ({"JWT_SECRET": "a" * 40}, "FAIL  token key          JWT_SECRET is long but repetitive"),
+        (
+            {"CORS_ORIGINS": ["https://app.example", "app.example", "https://b.example/path"]},
+            "FAIL  cors               'app.example' is not scheme://host[:port];"
+            " 'https://b.example/path' must have no path",
+        ),
+        ({"JWT_JWKS_URL": "http://127.0.0.1:{port}/jwks"}, "FAIL  jwks               http://"),
+    ],
+)
+def test_doctor_fails_on_bad_configuration(make_app, overrides, failing):
+    overrides = {
+        key: value.format(port=free_port()) if key == "JWT_JWKS_URL" else value
+        for key, value in overrides.items()
+    }
+    app = make_app(**overrides)
+
+    result = invoke(app, "doctor")
+
+    assert result.exit_code == 1
+    assert any(line.startswith(failing) for line in result.stdout.splitlines()), result.stdout
+    assert result.stderr == "Error: 1 check(s) failed\n"
+
+
+def test_doctor_finds_a_missing_index_and_an_old_schema(backend, tmp_path):
+    with fresh_database(backend, tmp_path) as url:
+        app = create_app(base_config(url))
+        with app.app_context(), rls.bypass():
+            db.session.execute(sa.text("DROP INDEX ix_tasks_user_title"))
+            db.session.execute(sa.text("DELETE FROM alembic_version"))
+            db.session.commit()
+
+        result = invoke(app, "doctor")
+
+        with app.app_context(), rls.bypass():
+            db.engine.dispose()
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[5] == (
+        "FAIL  schema             schema at no migration, expected ['0003']: run flask db upgrade"
+    )
+    assert lines[6] == "FAIL  indexes            missing ix_tasks_user_title"
+    assert result.stderr == "Error: 2 check(s) failed\n"
+
+
+def test_doctor_fails_when_row_level_security_is_off(tmp_path):
+    with fresh_database("postgresql", tmp_path) as url:
+        app = create_app(base_config(url))
+        with app.app_context(), rls.bypass():
+            db.session.execute(sa.text("ALTER TABLE tasks NO FORCE ROW LEVEL SECURITY"))
+            db.session.commit()
+        result = invoke(app, "doctor")
+        with app.app_context():
+            db.engine.dispose()
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[7] == (
+        "FAIL  row security       not enabled and forced on tasks: run flask db upgrade"
+    )
+
+
+# The database is down, or has no schema
+
+
+UNREACHABLE_COMMANDS = [
+    ["seed", "--users", "1", "--tasks-per-user", "1"],
+    ["stats"],
+    ["export", "--user-id", "alice"],
+    ["import", "{file}", "--user-id", "alice"],
+    ["purge-user", "--user-id", "alice", "--yes"],
+    ["bench", "--users", "1", "--requests", "1"],
+]
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("arguments", UNREACHABLE_COMMANDS, ids=lambda a: a[0])
+def test_an_unreachable_database_is_a_one_line_error(tmp_path, where, arguments):
+    tasks_file = tmp_path / "tasks.jsonl"
+    tasks_file.write_text(json.dumps(GOOD) + "\n")
+    app = create_app(base_config(unreachable_url(where, tmp_path)))
+
+    result = invoke(app, *(a.format(file=tasks_file) for a in arguments))
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: database unreachable: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_doctor_with_an_unreachable_database(tmp_path, where):
+    app = create_app(base_config(unreachable_url(where, tmp_path)))
+
+    result = invoke(app, "doctor")
+
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[4].startswith("FAIL  database           database unreachable: ")
+    assert lines[5:] == [
+        "FAIL  schema             skipped: the database does not answer",
+        "FAIL  indexes            skipped: the database does not answer",
+        "FAIL  row security       skipped: the database does not answer",
+    ]
+    assert result.stderr == "Error: 4 check(s) failed\n"
+
+
+def test_a_database_without_schema_says_to_upgrade(backend, tmp_path):
+    with fresh_database(backend, tmp_path, migrate=False) as url:
+        app = create_app(base_config(url))
+
+        result = invoke(app, "stats")
+
+        with app.app_context(), rls.bypass():
+            db.engine.dispose()
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the database has no schema (")
+    assert result.stderr.endswith("): run `flask db upgrade`\n")
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        ({}, "ok    environment        production"),
+        (
+            {"LOG_FORMAT": "text", "CORS_ORIGINS": ["http://app.example", "http://localhost:3000"]},
+            "warn  environment        production, but LOG_FORMAT is not json;"
+            " plain-http CORS origins http://app.example",
+        ),
+    ],
+)
+def test_doctor_checks_production_settings(database_urls, overrides, line):
+    app = create_app(
+        {**base_config(database_urls("postgresql")), "ENVIRONMENT": "production", **overrides}
+    )
+
+    result = invoke(app, "doctor")
+
+    with app.app_context(), rls.bypass():
+        db.engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == line
+
+
+@pytest.fixture
+def jwks_server():
+    """A JWKS endpoint on 127.0.0.1 serving whatever `jwks_server.body` holds."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = server.body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/jwks"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body, status, detail",
+    [
+        ('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "abc"}]}', "ok  ", "{url}: 1 key(s)"),
+        ('{"keys": []}', "FAIL", "{url} holds no keys"),
+        ("<html>", "FAIL", "{url} did not answer a JWK set"),
+    ],
+)
+def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
+    jwks_server.body = body
+    app = make_app(JWT_JWKS_URL=jwks_server.url)
+
+    result = invoke(app, "doctor")
+
+    assert f"{status}  jwks               {detail.format(url=jwks_server.url)}" in (
+        result.stdout.splitlines()
+    )
+    assert result.exit_code == (0 if status.strip() == "ok" else 1)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["stats", "--top", "-1"], "Invalid value for '--top'"),
+        (["stats", "--format", "xml"], "No such option '--format'"),
+        (["export"], "Missing option '--user-id'"),
+        (["export", "--user-id", "x" * 256], "must be 1 to 255 characters"),
+        (["import", "--user-id", "alice"], "Missing argument 'FILE'"),
+        (["purge-user"], "Missing option '--user-id'"),
+        (["purge-user", "--user-id", ""], "must be 1 to 255 characters"),
+        (["doctor", "--fix"], "No such option '--fix'"),
+    ],
+)
+def test_bad_options_are_usage_errors(app, arguments, message):
+    result = invoke(app, *arguments)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_round_trip_keeps_line_breaks_and_unicode_inside_fields(app, alice, tmp_path):
+    body = {"title": "tab\there \u2028 nel\x85 é", "description": "one\ntwo\r\nthree \U0001f600"}
+    assert alice.post("/api/alice/tasks", json=body).status_code == 201
+    before = api_tasks(alice, "alice")
+    path = tmp_path / "alice.jsonl"
+
+    invoke(app, "export", "--user-id", "alice", "--output", path)
+    invoke(app, "purge-user", "--user-id", "alice", "--yes")
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes().count(b"\n") == 1
+    assert api_tasks(alice, "alice") == before

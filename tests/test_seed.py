@@ -1,0 +1,177 @@
+"""`flask tasks seed`: realistic rows, consistent with the table's rules, added in bulk"""
+
+import json
+import stat
+
+import pytest
+import sqlalchemy as sa
+
+from cli import tasks
+from todo import rls
+from todo.extensions import db
+from todo.models import Task
+
+
+def all_tasks(app):
+    with app.app_context(), rls.bypass():
+        return db.session.scalars(sa.select(Task).order_by(Task.user_id)).all()
+
+
+def test_seed_adds_realistic_consistent_tasks(app):
+    result = app.test_cli_runner().invoke(
+        tasks,
+        [
+            "seed",
+            "--users",
+            "2",
+            "--user-id",
+            "alice",
+            "--tasks-per-user",
+            "40",
+            "--completed-ratio",
+            "0.5",
+            "--random-seed",
+            "7",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Seeded 120 tasks for 3 users in " in result.stdout
+    assert "tasks/s" in result.stdout
+    rows = all_tasks(app)
+    per_user = {}
+    for task in rows:
+        per_user[task.user_id] = per_user.get(task.user_id, 0) + 1
+        assert task.title and task.title == task.title.strip()
+        assert task.title_lower == task.title.lower()
+        assert task.created_at <= task.updated_at
+        assert task.version == 1
+        if task.is_completed:
+            assert task.created_at <= task.completed_at <= task.updated_at
+        else:
+            assert task.completed_at is None
+    assert per_user["alice"] == 40
+    assert sorted(per_user.values()) == [40, 40, 40]
+    new_users = [user for user in per_user if user != "alice"]
+    assert all(len(user) == 32 and user.isalnum() for user in new_users)
+    completed = sum(task.is_completed for task in rows)
+    assert 0 < completed < 120  # a ratio of 0.5 over 120 draws
+    assert len({task.title for task in rows}) > 20
+    assert any(task.description for task in rows) and any(not task.description for task in rows)
+
+
+def test_seeded_tasks_are_served_by_the_api(app, alice):
+    app.test_cli_runner().invoke(tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "30"])
+
+    response = alice.get("/api/alice/tasks?limit=1000")
+
+    assert response.status_code == 200
+    assert response.json["meta"]["total"] == 30
+    for item in response.json["data"]:
+        assert len(item) == 8
+        assert item["created_at"].endswith("Z") and len(item["created_at"]) == 27
+    created = [item["created_at"] for item in response.json["data"]]
+    assert created == sorted(created, reverse=True)
+
+
+def test_rerunning_with_the_same_random_seed_adds_to_the_same_users(app):
+    runner = app.test_cli_runner()
+    arguments = ["seed", "--users", "2", "--tasks-per-user", "5", "--random-seed", "42"]
+
+    first = runner.invoke(tasks, arguments)
+    second = runner.invoke(tasks, arguments)
+
+    assert first.exit_code == second.exit_code == 0
+    rows = all_tasks(app)
+    assert len(rows) == 20
+    assert len({task.user_id for task in rows}) == 2
+    assert len({task.id for task in rows}) == 20
+
+
+@pytest.mark.parametrize("ratio, expected", [("0", False), ("1", True)])
+def test_completed_ratio_bounds(app, ratio, expected):
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "10", "--completed-ratio", ratio]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert {task.is_completed for task in all_tasks(app)} == {expected}
+
+
+def test_tokens_file_holds_a_working_token_per_user(app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+
+    result = app.test_cli_runner().invoke(
+        tasks,
+        [
+            "seed",
+            "--users",
+            "2",
+            "--user-id",
+            "alice",
+            "--tasks-per-user",
+            "3",
+            "--tokens-file",
+            str(tokens_file),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    tokens = json.loads(tokens_file.read_text())
+    assert len(tokens) == 3 and "alice" in tokens
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    for user_id, token in tokens.items():
+        response = app.test_client().get(
+            f"/api/{user_id}/tasks", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200
+        assert response.json["meta"]["total"] == 3
+
+
+def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_path):
+    app = make_app(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32)
+    tokens_file = tmp_path / "tokens.json"
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(tokens_file)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --tokens-file: no JWT_SECRET: only the identity provider can issue tokens\n"
+    )
+    assert all_tasks(app) == []
+    assert not tokens_file.exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--completed-ratio", "1.5"], "Invalid value for '--completed-ratio'"),
+        (["--tasks-per-user", "0"], "Invalid value for '--tasks-per-user'"),
+        (["--users", "-1"], "Invalid value for '--users'"),
+        (["--user-id", ""], "Invalid value for '--user-id'"),
+        (["--users", "0"], "nothing to seed: give --users N or --user-id ID"),
+        (["--users", "1000", "--tasks-per-user", "50001"], "50,001,000 tasks is more than"),
+        (["--token-ttl", "soon", "--tokens-file", "t.json"], "'soon' is not a duration"),
+    ],
+)
+def test_bad_options_are_one_line_errors(app, arguments, message):
+    result = app.test_cli_runner().invoke(tasks, ["seed", *arguments])
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert all_tasks(app) == []
+
+
+def test_an_unwritable_tokens_file_stops_before_seeding(app, tmp_path):
+    path = tmp_path / "missing" / "tokens.json"
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(path)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write {path}: No such file or directory\n"
+    assert all_tasks(app) == []

@@ -1,0 +1,189 @@
+"""One user's tasks out to JSON Lines and back in (`flask tasks export` / `import`)
+
+A line is one task exactly as the API returns it (the eight fields). Import checks
+every line with the API's own create schema plus the id and the times, and writes
+all the tasks in one transaction, or none.
+"""
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC
+from pathlib import Path
+
+import marshmallow as ma
+import sqlalchemy as sa
+from marshmallow import fields
+
+from todo import rls, seeding
+from todo.admin import OperatorError
+from todo.extensions import db
+from todo.models import Task
+from todo.schemas import StrictBoolean, TaskCreateSchema, TaskSchema
+
+MAX_REPORTED = 20
+
+
+class TaskImportSchema(TaskCreateSchema):
+    """A line of an export: the create fields, validated as the API does, plus the rest."""
+
+    id = fields.UUID(required=True)
+    user_id = fields.String(load_only=True)  # the owner in the file; --user-id decides
+    is_completed = StrictBoolean(required=True)
+    completed_at = fields.AwareDateTime(required=True, allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+
+    @ma.post_load
+    def drop_read_only(self, data, **kwargs):  # the API drops them; an import keeps them
+        data.pop("user_id", None)
+        for key in ("completed_at", "created_at", "updated_at"):
+            if data[key] is not None:
+                data[key] = data[key].astimezone(UTC)
+        return data
+
+    @ma.validates_schema
+    def consistent(self, data, **kwargs):
+        if data.get("is_completed") is not None and "completed_at" in data:
+            if data["is_completed"] != (data["completed_at"] is not None):
+                raise ma.ValidationError(
+                    "Must be set exactly when is_completed is true.", "completed_at"
+                )
+        if {"created_at", "updated_at"} <= data.keys():
+            if data["updated_at"] < data["created_at"]:
+                raise ma.ValidationError("Must not be before created_at.", "updated_at")
+
+
+class BadLines(OperatorError):
+    """Some lines of an import are invalid; `errors` holds (line number, message)."""
+
+    def __init__(self, errors: list[tuple[int, str]], total: int):
+        super().__init__(f"{total} bad line(s): nothing imported")
+        self.errors = errors
+        self.total = total
+
+
+def _flatten(messages, prefix="") -> list[str]:
+    if isinstance(messages, dict):
+        return [
+            item
+            for key, value in messages.items()
+            for item in _flatten(value, f"{prefix}{key}: " if key != "_schema" else prefix)
+        ]
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [prefix + " ".join(messages)]
+    return [f"{prefix}{messages}"]
+
+
+def export_lines(user_id: str) -> Iterator[str]:
+    """The user's tasks as JSON lines, oldest first, streamed from the database."""
+    schema = TaskSchema()
+    statement = (
+        sa.select(Task)
+        .where(Task.user_id == user_id)
+        .order_by(Task.created_at, Task.id)
+        .execution_options(yield_per=1000)
+    )
+    for task in db.session.scalars(statement):
+        yield json.dumps(schema.dump(task), ensure_ascii=False)
+
+
+def export_to_file(user_id: str, path: str) -> int:
+    """Write the export to `path` (replaced only once complete); returns the task count."""
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    count = 0
+    try:
+        with partial.open("w", encoding="utf-8") as output:
+            for line in export_lines(user_id):
+                output.write(line + "\n")
+                count += 1
+        os.replace(partial, target)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> list[dict]:
+    """Validate every line; the task rows to insert, or BadLines listing the bad ones."""
+    schema = TaskImportSchema()
+    rows, errors, seen = [], [], {}
+    total_bad = 0
+
+    def bad(number, message):
+        nonlocal total_bad
+        total_bad += 1
+        if len(errors) < MAX_REPORTED:
+            errors.append((number, message))
+
+    numbered, number = enumerate(lines, start=1), 0
+    while True:
+        try:
+            number, line = next(numbered)
+        except StopIteration:
+            break
+        except UnicodeDecodeError:
+            raise OperatorError(f"line {number + 1} is not UTF-8 text") from None
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as error:
+            bad(number, f"not JSON ({error})")
+            continue
+        if not isinstance(data, dict):
+            bad(number, "not a JSON object")
+            continue
+        try:
+            task = schema.load(data)
+        except ma.ValidationError as error:
+            bad(number, "; ".join(_flatten(error.messages)))
+            continue
+        if task["id"] in seen and not new_ids:
+            bad(number, f"id {task['id']} repeats line {seen[task['id']]}")
+            continue
+        seen.setdefault(task["id"], number)
+        task_id = uuid.uuid4() if new_ids else task["id"]
+        rows.append(
+            {
+                **task,
+                "id": task_id,
+                "user_id": user_id,
+                "title_lower": task["title"].lower(),
+                "version": 1,
+            }
+        )
+    if total_bad:
+        raise BadLines(errors, total_bad)
+    if not rows:
+        raise OperatorError("the file holds no tasks")
+    return rows
+
+
+def existing_ids(connection: sa.Connection, user_id: str, ids: list[uuid.UUID]) -> list:
+    found = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found += connection.scalars(
+            sa.select(Task.id).where(Task.user_id == user_id, Task.id.in_(chunk))
+        ).all()
+    return found
+
+
+def import_rows(user_id: str, rows: list[dict]) -> int:
+    """Insert the rows in one transaction; OperatorError if any id already exists."""
+    with db.engine.begin() as connection:
+        rls.apply(connection)
+        clashes = existing_ids(connection, user_id, [row["id"] for row in rows])
+        if clashes:
+            raise OperatorError(
+                f"{len(clashes)} task id(s) already exist for {user_id!r}"
+                f" (e.g. {clashes[0]}): nothing imported; use --new-ids to re-key"
+            )
+        seeding.insert_rows(connection, rows)
+    return len(rows)

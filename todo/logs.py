@@ -45,3 +45,4 @@ def configure(level: str, fmt: str) -> None:
     logger = logging.getLogger("todo")  # the app's logger and todo.access
     logger.handlers[:] = [handler]
     logger.setLevel(level)
+    logger.propagate = False  # not twice when something (alembic's env.py) configures the root

@@ -99,8 +99,8 @@ def test_preloaded_workers_get_their_own_connections(database_url, tmp_path):
         "WEB_CONCURRENCY": "2", "GUNICORN_PRELOAD": "true",
     }
     with gunicorn(env, tmp_path / "gunicorn.log") as (url, _):
-        # The master holds an app: make it have used its pool before the fork,
-        # as a preloaded app with a start-up query would.
+        # The master built the app (and its engine) before forking; post_fork
+        # disposes the inherited pool in each worker, which then serves its own.
         headers = {"Authorization": f"Bearer {make_token('alice')}"}
         statuses = {get(f"{url}/api/alice/tasks", headers)[0] for _ in range(10)}
 

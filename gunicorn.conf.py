@@ -65,6 +65,10 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 # unless FORWARDED_ALLOW_IPS says so, so the two never apply twice.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 
+# gunicorn's admin socket (gunicornc) defaults to one path per user account,
+# which every gunicorn on a shared host would fight over; nothing here uses it.
+control_socket_disable = not _flag("GUNICORN_CONTROL_SOCKET")
+
 # Off by default (PITFALLS §3): each worker imports the app itself. With
 # GUNICORN_PRELOAD=true, post_fork below gives each worker its own connections.
 preload_app = _flag("GUNICORN_PRELOAD")
@@ -96,8 +100,9 @@ def when_ready(server):
 
         from todo.metrics import registry  # noqa: PLC0415
 
-        start_http_server(port, addr=os.environ.get("METRICS_HOST") or "127.0.0.1", registry=registry())
-        server.log.info("Metrics on %s:%s", os.environ.get("METRICS_HOST") or "127.0.0.1", port)
+        host = os.environ.get("METRICS_HOST") or "127.0.0.1"
+        start_http_server(port, addr=host, registry=registry())
+        server.log.info("Metrics on http://%s:%s/metrics", host, port)
 
 
 def post_fork(server, worker):

@@ -42,26 +42,34 @@ def wait_until_serving(url, process, log_path, seconds=30):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited ({process.returncode}):\n{Path(log_path).read_text()}")
+            log = Path(log_path).read_text()
+            raise AssertionError(f"server exited ({process.returncode}):\n{log}")
         try:
             if get(url, timeout=1)[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"server not serving {url} after {seconds}s:\n{Path(log_path).read_text()}")
+    log = Path(log_path).read_text()
+    raise AssertionError(f"server not serving {url} after {seconds}s:\n{log}")
 
 
-@contextlib.contextmanager
-def gunicorn(env, log_path, cwd=ROOT, args=("wsgi:app",)):
-    """`gunicorn wsgi:app` with `env` over a cleaned copy of this environment; yields (url, process)."""
+def server_env(env):
+    """`env` over this environment less the deploy's variables, the venv first on PATH."""
     environ = {k: v for k, v in os.environ.items() if k not in RUNTIME_VARIABLES}
     environ.update({"HOST": "127.0.0.1", "PORT": str(free_port())}, **env)
     environ["PATH"] = f"{BIN}{os.pathsep}{environ.get('PATH', '')}"
+    return environ
+
+
+@contextlib.contextmanager
+def serve(command, env, log_path, cwd=ROOT):
+    """Run the server `command` with server_env(env); yields (url, process) once it serves."""
+    environ = server_env(env)
     url = f"http://{environ['HOST']}:{environ['PORT']}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(BIN / "gunicorn"), *args], cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         wait_until_serving(f"{url}/healthz", process, log_path)
@@ -74,3 +82,8 @@ def gunicorn(env, log_path, cwd=ROOT, args=("wsgi:app",)):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def gunicorn(env, log_path):
+    """`gunicorn wsgi:app` from the project root, as deployed."""
+    return serve([str(BIN / "gunicorn"), "wsgi:app"], env, log_path)

@@ -8,9 +8,9 @@ import pytest
 from conftest import TEST_SECRET, make_token
 from prometheus_client.parser import text_string_to_metric_families
 from runtime_servers import get, gunicorn
+from test_runtime import production_app
 
 from todo.config import ConfigError
-from test_runtime import production_app
 
 METRICS_TOKEN = "metrics-token-for-the-tests"
 
@@ -102,20 +102,20 @@ def test_two_gunicorn_workers_add_up(tmp_path, database_urls):
             statuses = list(pool.map(lambda _: get(f"{url}/api/alice/tasks", auth)[0], range(40)))
             assert set(statuses) == {200}
             sent += 40
-        assert len(list(metrics_dir.glob("counter_*.db"))) == 2
+        assert len(list(metrics_dir.glob("counter_*.db"))) == 2, log_path.read_text()
         scrapes = [samples(get(f"{url}/metrics", scrape)[2].decode()) for _ in range(6)]
 
+    log = log_path.read_text()
     for scraped in scrapes:
         labels = {"route": "/api/<user_id>/tasks", "method": "GET"}
-        assert value(scraped, "todo_http_requests_total", status="200", **labels) == sent
+        assert value(scraped, "todo_http_requests_total", status="200", **labels) == sent, log
         assert value(scraped, "todo_http_request_duration_seconds_count", **labels) == sent
         assert value(scraped, "todo_db_pool_size") == 2 * 10  # both workers' pools
         assert value(scraped, "todo_db_pool_checked_out") == 0
     # N workers, JSON logs: one access line per request, from both processes
-    log = log_path.read_text()
     assert log.count("Booting worker") == 2
     access = [json.loads(line) for line in log.splitlines() if '"todo.access"' in line]
     api_lines = [entry for entry in access if entry["route"] == "/api/<user_id>/tasks"]
     assert len(api_lines) == sent
     assert {entry["user_id"] for entry in api_lines} == {"alice"}
-    assert not re.search(r"\[ERROR\]|Traceback", log)
+    assert not re.search(r"\[ERROR\]|Traceback", log), log

@@ -124,7 +124,7 @@ def init_app(app):
     app.after_request(observe)
     with app.app_context():
         for engine in db.engines.values():
-            sa.event.listen(engine, "checkout", lambda *args, engine=engine: sample_pool(engine.pool))
+            sa.event.listen(engine, "checkout", lambda *_, e=engine: sample_pool(e.pool))
     # First in the list, so it runs last: after Flask-SQLAlchemy has handed the
     # request's connection back to the pool (a checkin event fires before that).
     app.teardown_appcontext_funcs.insert(0, sample_pools)

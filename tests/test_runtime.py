@@ -1,6 +1,7 @@
 """The production runtime: gunicorn settings, .env files, proxies, HSTS, Neon URLs"""
 
 import os
+import re
 import subprocess
 
 import jwt
@@ -220,3 +221,36 @@ def test_neon_pooler_host_turns_off_prepared_statements_and_startup_options():
 def test_direct_host_keeps_prepared_statements_unless_told():
     assert "prepare_threshold" not in connect_args(NEON_DIRECT)
     assert connect_args(NEON_DIRECT, DB_PREPARED_STATEMENTS="false")["prepare_threshold"] is None
+
+
+# .env.example
+
+READERS = {  # how each file reads a variable
+    "todo/config.py": r'environ(?:\.get\(|, )"([A-Z_]+)"',
+    "todo/hooks.py": r'setting\(app, "([A-Z_]+)"',
+    "todo/metrics.py": r'setting\(app, "([A-Z_]+)"',
+    "todo/limits.py": r'setting\(app, "([A-Z_]+)"',
+    "gunicorn.conf.py": r'(?:_int|_flag|os\.environ\.get)\(\s*["\']([A-Z_]+)["\']',
+}
+
+
+def test_env_example_lists_every_variable_the_code_reads():
+    listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.M))
+    read = {
+        name
+        for path, pattern in READERS.items()
+        for name in re.findall(pattern, (ROOT / path).read_text())
+    }
+
+    assert {"DATABASE_URL", "PORT", "METRICS_TOKEN", "RATE_LIMIT"} <= read
+    assert read - listed == set()
+    assert "JWT_SECRET_PREVIOUS" in listed
+
+
+def test_env_example_copied_to_dotenv_starts_as_is(tmp_path):
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+
+    settings = gunicorn_config(cwd=tmp_path)
+
+    assert settings["bind"] == "['127.0.0.1:8000']"
+    assert settings["workers"] == str(os.cpu_count())

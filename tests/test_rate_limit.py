@@ -5,6 +5,7 @@ import uuid
 import pytest
 import redis
 from conftest import make_token
+from runtime_servers import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -112,3 +113,13 @@ def test_redis_storage_is_shared_by_workers(make_app, redis_prefix):
 
     assert statuses == [200, 200, 200, 429]
     assert any(redis.Redis.from_url(REDIS_URL).scan_iter(f"*{redis_prefix}*"))
+
+
+def test_an_unreachable_storage_serves_unlimited_rather_than_failing(make_app, caplog):
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    client = make_app(RATE_LIMIT="1/minute", RATE_LIMIT_STORAGE_URL=dead).test_client()
+
+    statuses = [client.get("/api/alice/tasks", headers=auth("alice")).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
+    assert any(record.name == "flask-limiter" for record in caplog.records)

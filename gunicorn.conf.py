@@ -96,12 +96,17 @@ def when_ready(server):
     # published with the API), instead of on the app's port.
     port = _int("METRICS_PORT", 0)
     if _metrics and port:
-        from prometheus_client import start_http_server  # noqa: PLC0415
+        # Not todo.metrics: the master does not import the app unless preloading.
+        from prometheus_client import (  # noqa: PLC0415
+            CollectorRegistry,
+            multiprocess,
+            start_http_server,
+        )
 
-        from todo.metrics import registry  # noqa: PLC0415
-
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
         host = os.environ.get("METRICS_HOST") or "127.0.0.1"
-        start_http_server(port, addr=host, registry=registry())
+        start_http_server(port, addr=host, registry=registry)
         server.log.info("Metrics on http://%s:%s/metrics", host, port)
 
 

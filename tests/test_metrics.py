@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import TEST_SECRET, make_token
 from prometheus_client.parser import text_string_to_metric_families
-from runtime_servers import get, gunicorn
+from runtime_servers import free_port, get, gunicorn
 from test_runtime import production_app
 
 from todo.config import ConfigError
@@ -119,3 +119,24 @@ def test_two_gunicorn_workers_add_up(tmp_path, database_urls):
     assert len(api_lines) == sent
     assert {entry["user_id"] for entry in api_lines} == {"alice"}
     assert not re.search(r"\[ERROR\]|Traceback", log), log
+
+
+def test_metrics_port_is_served_by_the_gunicorn_master(tmp_path, database_urls):
+    metrics_port = free_port()
+    env = {
+        "ENVIRONMENT": "test", "DATABASE_URL": database_urls("sqlite"), "JWT_SECRET": TEST_SECRET,
+        "WEB_CONCURRENCY": "2", "METRICS_ENABLED": "true", "METRICS_PORT": str(metrics_port),
+    }
+    with gunicorn(env, tmp_path / "gunicorn.log") as (url, _):
+        for _ in range(5):
+            get(f"{url}/healthz")
+        api_port = get(f"{url}/metrics")[0]
+        status, _, body = get(f"http://127.0.0.1:{metrics_port}/metrics")
+
+    assert api_port == 404
+    assert status == 200
+    scraped = samples(body.decode())
+    # 5 here, plus the start-up wait's own polls of /healthz
+    assert value(
+        scraped, "todo_http_requests_total", route="/healthz", method="GET", status="200"
+    ) >= 5

@@ -5,7 +5,10 @@ import json
 import logging
 
 import pytest
+import sqlalchemy as sa
 from conftest import TEST_SECRET, make_token
+
+from todo.extensions import db
 
 
 @pytest.fixture
@@ -130,3 +133,21 @@ def test_text_format_for_local_development(make_app, log_output):
 
     (line,) = buffer.getvalue().splitlines()
     assert line.endswith("INFO todo.access [req-text] GET /healthz 200")
+
+
+def test_a_database_error_logs_no_parameter_values(make_app, log_output):
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+
+    users_text = "users-" + "text"  # not literally on the line that the stack trace quotes
+
+    @app.get("/bad-query")
+    def bad_query():
+        db.session.execute(sa.text("SELECT * FROM no_such_table WHERE x = :x"), {"x": users_text})
+
+    buffer = log_output()
+    response = app.test_client().get("/bad-query")
+
+    assert response.status_code in (500, 503)  # PostgreSQL: ProgrammingError; SQLite: Operational
+    text = buffer.getvalue()
+    assert "no_such_table" in text or "OperationalError" in text
+    assert "users-text" not in text

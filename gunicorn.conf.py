@@ -31,10 +31,24 @@ def _flag(name, default=False):
 # network; the container image sets HOST=0.0.0.0.
 bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
 
+def _cores():
+    """CPUs this process may use: its CPU set, capped by a cgroup v2 quota (a
+    container's --cpus), which os.cpu_count() ignores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores or 1
+
+
 # One process per core. The work of a request is mostly waiting on the database,
 # yet the measurement in docs/scaling.md found no gain in threads on this app,
 # so plain sync workers: simplest, and a stuck request holds only its worker.
-workers = _int("WEB_CONCURRENCY", os.cpu_count() or 1)
+workers = _int("WEB_CONCURRENCY", _cores())
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = _int("GUNICORN_THREADS", 1)
 

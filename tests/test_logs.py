@@ -151,3 +151,17 @@ def test_a_database_error_logs_no_parameter_values(make_app, log_output):
     text = buffer.getvalue()
     assert "no_such_table" in text or "OperationalError" in text
     assert "users-text" not in text
+
+
+def test_behind_a_trusted_proxy_the_log_shows_the_client_address(make_app, log_output):
+    app = make_app(TRUSTED_PROXY_COUNT=1)
+    buffer = log_output()
+
+    app.test_client().get(
+        "/healthz",
+        headers={"X-Forwarded-For": "10.9.9.9, 198.51.100.7"},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},  # the proxy
+    )
+
+    (entry,) = lines(buffer)
+    assert entry["remote_addr"] == "198.51.100.7"

@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import jwt
 import psycopg
@@ -40,11 +41,20 @@ def gunicorn_config(cwd=ROOT, **env) -> dict:
 # gunicorn.conf.py
 
 
+def usable_cores():
+    cores = len(os.sched_getaffinity(0))
+    cpu_max = Path("/sys/fs/cgroup/cpu.max")
+    if cpu_max.exists() and not cpu_max.read_text().startswith("max"):
+        quota, period = map(int, cpu_max.read_text().split())
+        cores = min(cores, max(1, quota // period))
+    return cores
+
+
 def test_gunicorn_defaults_bind_loopback_8000_and_a_worker_per_core():
     settings = gunicorn_config()
 
     assert settings["bind"] == "['127.0.0.1:8000']"  # the README's http://127.0.0.1:8000
-    assert settings["workers"] == str(os.cpu_count())
+    assert settings["workers"] == str(usable_cores())
     assert settings["worker_class"] == "sync"
     assert settings["timeout"] == "30"
     assert settings["graceful_timeout"] == "8"
@@ -253,4 +263,4 @@ def test_env_example_copied_to_dotenv_starts_as_is(tmp_path):
     settings = gunicorn_config(cwd=tmp_path)
 
     assert settings["bind"] == "['127.0.0.1:8000']"
-    assert settings["workers"] == str(os.cpu_count())
+    assert settings["workers"] == str(usable_cores())

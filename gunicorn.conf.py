@@ -6,11 +6,15 @@ README.md, "Deploying", lists the variables; docs/scaling.md says how to size th
 """
 
 import glob
+import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 
 from dotenv import find_dotenv, load_dotenv
+from gunicorn.glogging import Logger
 
 # Before anything reads the environment: the master reads it here, and the
 # workers inherit it when they fork.
@@ -65,6 +69,33 @@ keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # keeps them from all restarting at the same moment.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+
+class _JSONLogger(Logger):
+    """gunicorn's own lines (boot, worker exits) as JSON like the app's, unless LOG_FORMAT=text."""
+
+    class Formatter(logging.Formatter):
+        def format(self, record):
+            entry = {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+                "pid": record.process,
+            }
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+            return json.dumps(entry)
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        formatter = self.Formatter()
+        formatter.converter = time.gmtime
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.setFormatter(formatter)
+
+
+if (os.environ.get("LOG_FORMAT") or "json").lower() != "text":
+    logger_class = _JSONLogger
 
 # gunicorn's own messages on stdout. Its access log is off: the app writes one
 # JSON line per request that also carries the request id, route template, user

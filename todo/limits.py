@@ -45,7 +45,9 @@ def init_app(app):
     check = limiter.shared_limit(rate, scope="api")(lambda: None)
     # Run as a before_request of every blueprint that authenticates, right after
     # authenticate: flask-limiter's own hook runs at app level, before it.
-    for funcs in app.before_request_funcs.values():
-        if authenticate in funcs:
-            funcs.insert(funcs.index(authenticate) + 1, check)
+    hooked = [funcs for funcs in app.before_request_funcs.values() if authenticate in funcs]
+    if not hooked:  # never silently unlimited
+        raise RuntimeError("RATE_LIMIT: no blueprint runs todo.auth.authenticate to follow")
+    for funcs in hooked:
+        funcs.insert(funcs.index(authenticate) + 1, check)
     app.extensions["todo.limiter"] = limiter

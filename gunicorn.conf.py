@@ -31,10 +31,6 @@ def _flag(name, default=False):
     return default if not raw else raw not in ("0", "false", "no", "off")
 
 
-# 127.0.0.1 unless told otherwise, so a laptop does not expose the API to its
-# network; the container image sets HOST=0.0.0.0.
-bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
-
 def _cores():
     """CPUs this process may use: its CPU set, capped by a cgroup v2 quota (a
     container's --cpus), which os.cpu_count() ignores."""
@@ -48,27 +44,6 @@ def _cores():
         pass
     return cores or 1
 
-
-# One process per core. The work of a request is mostly waiting on the database,
-# yet the measurement in docs/scaling.md found no gain in threads on this app,
-# so plain sync workers: simplest, and a stuck request holds only its worker.
-workers = _int("WEB_CONCURRENCY", _cores())
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = _int("GUNICORN_THREADS", 1)
-
-# A worker silent this long is killed and replaced. Requests are bounded far
-# below this by DB_STATEMENT_TIMEOUT_MS and DB_POOL_TIMEOUT.
-timeout = _int("GUNICORN_TIMEOUT", 30)
-# SIGTERM (docker stop, a rolling deploy): stop accepting, finish what is in
-# flight for up to this long. Keep it under the orchestrator's kill delay (10 s in Docker).
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 8)
-# Behind a load balancer that keeps connections open (its idle timeout must be longer).
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
-
-# Recycle workers now and then so a slow leak cannot grow for ever; the jitter
-# keeps them from all restarting at the same moment.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 
 class _JSONLogger(Logger):
     """gunicorn's own lines (boot, worker exits) as JSON like the app's, unless LOG_FORMAT=text."""
@@ -94,8 +69,30 @@ class _JSONLogger(Logger):
             handler.setFormatter(formatter)
 
 
-if (os.environ.get("LOG_FORMAT") or "json").lower() != "text":
-    logger_class = _JSONLogger
+# 127.0.0.1 unless told otherwise, so a laptop does not expose the API to its
+# network; the container image sets HOST=0.0.0.0.
+bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
+
+# One process per core. The work of a request is mostly waiting on the database,
+# yet the measurement in docs/scaling.md found no gain in threads on this app,
+# so plain sync workers: simplest, and a stuck request holds only its worker.
+workers = _int("WEB_CONCURRENCY", _cores())
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = _int("GUNICORN_THREADS", 1)
+
+# A worker silent this long is killed and replaced. Requests are bounded far
+# below this by DB_STATEMENT_TIMEOUT_MS and DB_POOL_TIMEOUT.
+timeout = _int("GUNICORN_TIMEOUT", 30)
+# SIGTERM (docker stop, a rolling deploy): stop accepting, finish what is in
+# flight for up to this long. Keep it under the orchestrator's kill delay (10 s in Docker).
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 8)
+# Behind a load balancer that keeps connections open (its idle timeout must be longer).
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+
+# Recycle workers now and then so a slow leak cannot grow for ever; the jitter
+# keeps them from all restarting at the same moment.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 
 # gunicorn's own messages on stdout. Its access log is off: the app writes one
 # JSON line per request that also carries the request id, route template, user
@@ -104,6 +101,8 @@ if (os.environ.get("LOG_FORMAT") or "json").lower() != "text":
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+if (os.environ.get("LOG_FORMAT") or "json").lower() != "text":
+    logger_class = _JSONLogger
 
 # Forwarded headers are trusted through TRUSTED_PROXY_COUNT (werkzeug's ProxyFix,
 # in the app), one switch for every server; gunicorn's own check trusts nobody

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from todo import config as settings
-from todo import database, health, hooks, logs, rls
+from todo import database, health, hooks, limits, logs, metrics, rls
 from todo.api import Api
 from todo.auth import TokenVerifier
 from todo.extensions import db, migrate
@@ -72,6 +72,8 @@ def create_app(config=None):
     api = Api(app)
     register_blueprints(api)
     app.register_blueprint(health.bp)
+    limits.init_app(app)  # after the blueprints: it hooks in behind their authentication
+    metrics.init_app(app)
 
     # The operator commands live beside wsgi.py, outside the package; registering
     # them here makes `flask tasks` exist however the app is found (--app or wsgi.py).

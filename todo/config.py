@@ -69,6 +69,9 @@ def normalize_database_url(url: str) -> str:
 def engine_options(config: dict, url: sa.URL) -> dict:
     """Pool and driver settings for the engine of `url`."""
     options = {
+        # Errors (and so the 500s' stack traces in the log) show the SQL without
+        # its values, which are users' text.
+        "hide_parameters": True,
         "pool_size": config["DB_POOL_SIZE"],
         "max_overflow": config["DB_MAX_OVERFLOW"],
         "pool_recycle": config["DB_POOL_RECYCLE"],

@@ -1,15 +1,30 @@
-"""Per-request plumbing: the request id, security headers, and the access log line"""
+"""Per-request plumbing: the request id, proxies, security headers, and the access log line"""
 
 import logging
+import os
 import re
 import time
 import uuid
 
-from flask import g, request
+from flask import current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: the API does not own its siblings
 
 access_log = logging.getLogger("todo.access")
+
+
+def _flag(raw) -> bool:
+    return str(raw).strip().lower() not in ("", "0", "false", "no", "off", "none")
+
+
+def setting(app, name, default, parse=str):
+    """app.config[name], else the environment's value, else `default`; kept in app.config."""
+    if name not in app.config:
+        raw = os.environ.get(name, "").strip()
+        app.config[name] = default if not raw else (_flag(raw) if parse is bool else parse(raw))
+    return app.config[name]
 
 
 def start_request():
@@ -18,20 +33,34 @@ def start_request():
     g.request_id = client_id if REQUEST_ID.fullmatch(client_id) else str(uuid.uuid4())
 
 
+def _error_code(response):
+    if response.status_code < 400 or not response.is_json:
+        return None
+    body = response.get_json(silent=True)
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
 def finish_response(response):
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Content-Type-Options"] = "nosniff"
     if request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
-    access_log.info(
+    if current_app.config["ENVIRONMENT"] == "production":
+        response.headers["Strict-Transport-Security"] = HSTS
+    status = response.status_code
+    # Never the query string, headers or body: they may carry a token or a user's text.
+    access_log.log(
+        logging.ERROR if status >= 500 else logging.INFO,
         "%s %s %s",
         request.method,
         request.path,
-        response.status_code,
+        status,
         extra={
             "method": request.method,
             "route": request.url_rule.rule if request.url_rule else None,
-            "status": response.status_code,
+            "status": status,
+            "error_code": _error_code(response),
             "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
             "user_id": g.get("user_id"),
             "remote_addr": request.remote_addr,
@@ -41,5 +70,13 @@ def finish_response(response):
 
 
 def init_app(app):
+    # TRUSTED_PROXY_COUNT: how many proxies (load balancer, ingress...) stand in
+    # front of the app and append to X-Forwarded-*. Only then are those headers
+    # believed: the client's address, and https in Location URLs.
+    proxies = setting(app, "TRUSTED_PROXY_COUNT", 0, int)
+    if proxies:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
+        )
     app.before_request(start_request)
     app.after_request(finish_response)

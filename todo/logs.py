@@ -42,6 +42,9 @@ def configure(level: str, fmt: str) -> None:
     formatter = logging.Formatter(TEXT_FORMAT) if fmt == "text" else JSONFormatter()
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
-    logger = logging.getLogger("todo")  # the app's logger and todo.access
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
+    # The app's logger (and todo.access), and the rate limiter's (storage errors).
+    for name in ("todo", "flask-limiter"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False  # not twice when something (alembic's env.py) configures the root

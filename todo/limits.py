@@ -1,0 +1,53 @@
+"""Per-user rate limiting (flask-limiter), off unless RATE_LIMIT is set.
+
+One budget per user across all of the user's endpoints (e.g. `600/minute`),
+counted after authentication so the key is the token's user, never a claim an
+unauthenticated caller could pick. Storage is in memory (per worker) or
+RATE_LIMIT_STORAGE_URL, e.g. redis://host:6379/0, shared by all workers.
+"""
+
+from flask import g, request
+from flask_limiter import Limiter
+
+from todo.auth import authenticate
+from todo.hooks import setting
+
+
+def user_key() -> str:
+    # After authenticate, g.user_id is set; only CORS preflights come without one.
+    user_id = g.get("user_id")
+    return f"user:{user_id}" if user_id else f"addr:{request.remote_addr}"
+
+
+def _retry_after_only_on_429(response):
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def init_app(app):
+    rate = setting(app, "RATE_LIMIT", None)
+    storage = setting(app, "RATE_LIMIT_STORAGE_URL", "memory://")
+    prefix = setting(app, "RATE_LIMIT_KEY_PREFIX", "todo")
+    if not rate:
+        return
+    app.after_request(_retry_after_only_on_429)  # registered first, so it runs after the limiter's
+    limiter = Limiter(
+        user_key,
+        storage_uri=storage,
+        strategy="moving-window",
+        key_prefix=prefix,
+        headers_enabled=True,  # X-RateLimit-* on answers, and Retry-After on a 429
+        # Answers go on (unlimited) while the storage is down, rather than failing.
+        swallow_errors=True,
+    )
+    limiter.init_app(app)
+    check = limiter.shared_limit(rate, scope="api")(lambda: None)
+    # Run as a before_request of every blueprint that authenticates, right after
+    # authenticate: flask-limiter's own hook runs at app level, before it.
+    hooked = [funcs for funcs in app.before_request_funcs.values() if authenticate in funcs]
+    if not hooked:  # never silently unlimited
+        raise RuntimeError("RATE_LIMIT: no blueprint runs todo.auth.authenticate to follow")
+    for funcs in hooked:
+        funcs.insert(funcs.index(authenticate) + 1, check)
+    app.extensions["todo.limiter"] = limiter

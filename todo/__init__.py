@@ -9,7 +9,7 @@ from todo import config as settings
 from todo import health, hooks, logs
 from todo.api import Api
 from todo.auth import TokenVerifier
-from todo.extensions import db, migrate
+from todo.extensions import db, init_sqlite, migrate
 from todo.resources import register_blueprints
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -45,8 +45,17 @@ CORS_EXPOSE_HEADERS = ["ETag", "Location", "X-Request-ID"]
 
 
 def create_app(config=None):
-    """Build the application from the environment, then `config` on top."""
-    app = Flask(__name__, static_folder=None)
+    """Build the application from the environment, then `config` on top.
+
+    The instance folder (development secret, default SQLite file) is INSTANCE_PATH
+    from `config` or the environment, else Flask's default `instance/`.
+    """
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        static_folder=None,
+        instance_path=os.path.abspath(instance_path) if instance_path else None,
+    )
     app.config.update(API_SETTINGS)
     app.config.update(settings.from_env())
     app.config.update(config or {})
@@ -56,6 +65,7 @@ def create_app(config=None):
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     hooks.init_app(app)
     db.init_app(app)
+    init_sqlite(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
     if app.config["CORS_ORIGINS"]:
         CORS(

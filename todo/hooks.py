@@ -21,6 +21,8 @@ def start_request():
 def finish_response(response):
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.status_code in (204, 304):
+        response.headers.pop("Content-Type", None)  # no body, so no type
     if request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     access_log.info(

@@ -1,6 +1,7 @@
 """Project subclasses of flask-smorest's Api and Blueprint: 400 for bad input, one error envelope"""
 
 import http
+import json
 
 import flask
 import flask_smorest
@@ -66,7 +67,10 @@ class Parser(FlaskParser):
             return core.missing
         if not core.is_json(req.mimetype):
             flask_smorest.abort(415)
-        return core.parse_json(body)
+        try:
+            return core.parse_json(body)
+        except RecursionError:  # nested deeper than the parser can go: malformed for us
+            raise json.JSONDecodeError("nested too deeply", "[", 0) from None
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -26,7 +26,7 @@ def create(client, user="alice", **body):
     return response.json["data"]
 
 
-def insert(app, user="alice", titles=("task",), created_at=None, step=timedelta(0),
+def insert(app, user="alice", *, titles=("task",), created_at=None, step=timedelta(0),
            completed=False):
     """Insert tasks directly (several may share one created_at); returns their ids."""
     ids = []

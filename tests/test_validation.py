@@ -3,7 +3,10 @@
 import logging
 
 import pytest
+from conftest import make_token
 from helpers import TIME, count, create, row
+
+from todo import tasks as service
 
 LIST = "/api/alice/tasks"
 LEAKS = ("Traceback", "File \"", "SELECT", "INSERT", "UPDATE tasks", "sqlalchemy", "psycopg",
@@ -331,16 +334,12 @@ def test_unhandled_error_is_500_in_the_envelope_without_a_traceback(production_l
 
 
 def test_error_inside_an_api_view_is_500_and_writes_nothing(production_like, monkeypatch):
-    from todo import tasks as service
-
     def broken(*args, **kwargs):
         raise ValueError("INSERT INTO tasks ... psycopg")
 
     monkeypatch.setattr(service, "new_task", broken)
     client = production_like.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = (
-        "Bearer " + __import__("conftest").make_token("alice")
-    )
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + make_token("alice")
 
     response = client.post(LIST, json={"title": "x"})
 

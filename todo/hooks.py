@@ -31,6 +31,7 @@ def finish_response(response):
         request.path,
         response.status_code,
         extra={
+            "request_id": g.request_id,
             "method": request.method,
             "route": request.url_rule.rule if request.url_rule else None,
             "status": response.status_code,

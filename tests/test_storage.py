@@ -195,7 +195,7 @@ def captured_list_statements(app, sort, after=None):
     """The SELECT ... ORDER BY that todo.tasks.list_page sends, with its parameters."""
     captured = []
 
-    def capture(conn, cursor, statement, parameters, context, executemany):
+    def capture(conn, cursor, statement, parameters, *args):
         if "ORDER BY" in statement:
             captured.append((statement, parameters))
 

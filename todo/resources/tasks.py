@@ -1,5 +1,7 @@
 """Task resources: the six endpoints under /api/<user_id>/tasks"""
 
+import http
+
 from flask import Response, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
@@ -26,6 +28,32 @@ blp = Blueprint(
 )
 blp.before_request(authenticate)
 
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The task's ETag; 412 when the task has changed since.",
+}
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The task's ETag; 304 with no body when it is still current.",
+}
+
+
+def errors(*codes):
+    """Document the error answers of an operation (each in the error envelope)."""
+
+    def document(view):
+        for code in codes:
+            view = blp.alt_response(code, response=http.HTTPStatus(code).name)(view)
+        return view
+
+    return document
+
 
 def etag(task: Task) -> str:
     return f'"{task.version}"'
@@ -46,6 +74,7 @@ def check_if_match(task: Task) -> None:
 class Tasks(MethodView):
     @blp.arguments(TaskQueryArgsSchema, location="query")
     @blp.response(200, TaskListResponseSchema)
+    @errors(401, 403)
     def get(self, args, user_id):
         """List tasks
 
@@ -63,6 +92,7 @@ class Tasks(MethodView):
 
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskResponseSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @errors(401, 403, 413, 415)
     def post(self, body, user_id):
         """Create a task"""
         task = tasks.create(g.user_id, **body)
@@ -76,6 +106,9 @@ class Tasks(MethodView):
 @blp.route("/<task_id>")
 class TaskById(MethodView):
     @blp.response(200, TaskResponseSchema)
+    @blp.alt_response(304, response="NOT_MODIFIED", success=True)
+    @blp.doc(parameters=[IF_NONE_MATCH])
+    @errors(401, 403, 404)
     def get(self, user_id, task_id):
         """Get a task
 
@@ -88,6 +121,8 @@ class TaskById(MethodView):
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskResponseSchema)
+    @blp.doc(parameters=[IF_MATCH])
+    @errors(401, 403, 404, 412, 413, 415)
     def put(self, changes, user_id, task_id):
         """Replace a task's fields
 
@@ -99,6 +134,8 @@ class TaskById(MethodView):
         return one_task(tasks.update(task, changes))
 
     @blp.response(204)
+    @blp.doc(parameters=[IF_MATCH])
+    @errors(401, 403, 404, 412)
     def delete(self, user_id, task_id):
         """Delete a task"""
         task = tasks.get_or_404(g.user_id, task_id)
@@ -110,6 +147,8 @@ class TaskById(MethodView):
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompleteSchema, required=False)
     @blp.response(200, TaskResponseSchema)
+    @blp.doc(parameters=[IF_MATCH])
+    @errors(401, 403, 404, 412, 413, 415)
     def patch(self, body, user_id, task_id):
         """Complete or reopen a task
 

@@ -136,6 +136,7 @@ RAW_BAD_JSON = [
     ("true", "Invalid input type."),
     ("null", "Invalid input type."),
     ("[" * 100_00 + "]" * 100_00, "Invalid JSON body."),
+    ('{"title": "x", "is_completed": ' + "1" * 5000 + "}", "Invalid JSON body."),
 ]
 
 
@@ -192,6 +193,12 @@ def test_invalid_utf8_in_the_query_string_is_not_an_error(alice):
 
     assert response.status_code == 200
     assert response.json["data"] == []
+
+
+def test_huge_numbers_in_the_query_are_400(alice):
+    response = alice.get(LIST, query_string={"limit": "9" * 5000})
+
+    assert_error(response, 400, "VALIDATION_ERROR", {"query": {"limit": ["Not a valid integer."]}})
 
 
 def test_query_and_body_errors_name_their_location(alice):

@@ -69,8 +69,12 @@ class Parser(FlaskParser):
             flask_smorest.abort(415)
         try:
             return core.parse_json(body)
-        except RecursionError:  # nested deeper than the parser can go: malformed for us
-            raise json.JSONDecodeError("nested too deeply", "[", 0) from None
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError):
+            # Nested deeper than the parser goes, or an integer with more digits than
+            # Python converts: malformed JSON for us, not a 500.
+            raise json.JSONDecodeError("unparseable JSON", "[", 0) from None
 
 
 class Blueprint(flask_smorest.Blueprint):

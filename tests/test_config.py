@@ -4,6 +4,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import sqlalchemy as sa
 from conftest import TEST_SECRET, make_token
 
 from todo import create_app
-from todo.config import ConfigError, from_env, normalize_database_url
+from todo.config import ConfigError, development_secret, from_env, normalize_database_url
 from todo.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +142,20 @@ def test_development_with_no_configuration_creates_and_keeps_a_secret(clean_env)
     second = build()
     assert second.config["JWT_SECRET"] == secret
     assert secret_file.read_text().strip() == secret
+
+
+def test_processes_starting_together_agree_on_one_development_secret(tmp_path):
+    barrier = threading.Barrier(8)
+
+    def start():
+        barrier.wait()
+        return development_secret(str(tmp_path))
+
+    with ThreadPoolExecutor(8) as pool:
+        secrets = list(pool.map(lambda _: start(), range(8)))
+
+    assert len(set(secrets)) == 1 and len(secrets[0]) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["dev-jwt-secret"]
 
 
 def test_the_development_secret_verifies_its_tokens(clean_env):

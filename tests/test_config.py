@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import flask_migrate
 import pytest
 import sqlalchemy as sa
 from conftest import TEST_SECRET, make_token
@@ -123,6 +124,22 @@ def test_foreign_keys_are_enforced_on_sqlite(clean_env):
         )
     with app.app_context(), pytest.raises(sa.exc.IntegrityError), db.engine.begin() as connection:
         connection.exec_driver_sql("INSERT INTO child (parent_id) VALUES (42)")
+    engine_of(app).dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_works(clean_env, url):
+    app = build(DATABASE_URL=url, JWT_SECRET=TEST_SECRET)
+    with app.app_context():
+        flask_migrate.upgrade()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_token('alice')}"
+
+    created = client.post("/api/alice/tasks", json={"title": "in memory"})
+
+    assert created.status_code == 201
+    assert client.get("/api/alice/tasks").json["meta"]["total"] == 1
+    assert isinstance(engine_of(app).pool, sa.pool.StaticPool)
     engine_of(app).dispose()
 
 

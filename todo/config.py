@@ -77,6 +77,10 @@ def engine_options(config: dict, url: sa.URL) -> dict:
         "pool_timeout": config["DB_POOL_TIMEOUT"],
     }
     if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            # In memory: one static connection shared by every thread
+            # (Flask-SQLAlchemy's default), so there is no pool to size.
+            return {"connect_args": {"timeout": 15}}
         options["connect_args"] = {"timeout": 15}
         return options
     connect_args = {

@@ -10,5 +10,5 @@ try:
 except ConfigError as error:
     # One line saying why, not a traceback. Exit status 4 is gunicorn's "application
     # failed to load": its arbiter stops instead of respawning workers forever.
-    print(f"todo: configuration error: {error}", file=sys.stderr)
+    print(f"configuration error: {error}", file=sys.stderr)
     raise SystemExit(4) from None

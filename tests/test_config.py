@@ -254,7 +254,7 @@ def test_wsgi_prints_one_line_and_exits_non_zero(tmp_path, settings, message):
     )
 
     assert result.returncode == 4
-    assert result.stderr == f"todo: configuration error: {message}\n"
+    assert result.stderr == f"configuration error: {message}\n"
     assert result.stdout == ""
 
 
@@ -266,9 +266,24 @@ def test_flask_command_prints_one_line_and_exits_non_zero(tmp_path):
 
     assert result.returncode == 4
     assert result.stderr.splitlines() == [
-        "todo: configuration error: set JWT_SECRET or JWT_JWKS_URL: no token can be verified"
+        "configuration error: set JWT_SECRET or JWT_JWKS_URL: no token can be verified"
     ]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_gunicorn_stops_instead_of_respawning_workers(tmp_path):
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+
+    result = subprocess.run(
+        [str(gunicorn), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"], cwd=ROOT,
+        env=production_env(tmp_path, DATABASE_URL=PG_URL, JWT_SECRET="short"),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    assert result.returncode == 4
+    assert "configuration error: JWT_SECRET must be at least 32 bytes" in result.stderr
+    assert "App failed to load" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_wsgi_imports_in_production_without_a_database(tmp_path):

@@ -53,8 +53,8 @@ class Parser(FlaskParser):
     """webargs' parser, answering 400 (not 422) and 415 for a body that is not JSON."""
 
     DEFAULT_VALIDATION_STATUS = 400
-    # webargs ignores unknown query parameters by default; refuse them like unknown
-    # body fields, so that a typo (`?stauts=pending`) does not silently list everything.
+    # webargs ignores unknown query parameters by default; refuse them, as typos
+    # (`?stauts=pending`) would otherwise silently list everything.
     DEFAULT_UNKNOWN_BY_LOCATION = {
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
         "query": ma.RAISE,

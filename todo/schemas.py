@@ -107,18 +107,14 @@ class ErrorResponseSchema(ma.Schema):
 # Requests
 
 
-def _ignored():
-    return fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
-
-
 class _TaskInput(ma.Schema):
     """Fields a client may send back from a task it received; accepted and ignored."""
 
-    id = _ignored()
-    user_id = _ignored()
-    created_at = _ignored()
-    updated_at = _ignored()
-    completed_at = _ignored()
+    id = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    user_id = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    created_at = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    updated_at = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    completed_at = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
 
     @ma.post_load
     def drop_read_only(self, data, **kwargs):

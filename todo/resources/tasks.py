@@ -28,32 +28,6 @@ blp = Blueprint(
 )
 blp.before_request(authenticate)
 
-IF_MATCH = {
-    "in": "header",
-    "name": "If-Match",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "The task's ETag; 412 when the task has changed since.",
-}
-IF_NONE_MATCH = {
-    "in": "header",
-    "name": "If-None-Match",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "The task's ETag; 304 with no body when it is still current.",
-}
-
-
-def errors(*codes):
-    """Document the error answers of an operation (each in the error envelope)."""
-
-    def document(view):
-        for code in codes:
-            view = blp.alt_response(code, response=http.HTTPStatus(code).name)(view)
-        return view
-
-    return document
-
 
 def etag(task: Task) -> str:
     return f'"{task.version}"'
@@ -70,11 +44,26 @@ def check_if_match(task: Task) -> None:
         abort(412)
 
 
+def errors(**codes_by_method):
+    """Document the error answers of each method (in the error envelope), e.g.
+    `@errors(get=(401, 404))` between `@blp.route(...)` and the class."""
+
+    def document(view_class):
+        for method, codes in codes_by_method.items():
+            view = getattr(view_class, method)
+            for code in codes:
+                view = blp.alt_response(code, response=http.HTTPStatus(code).name)(view)
+            setattr(view_class, method, view)
+        return view_class
+
+    return document
+
+
 @blp.route("")
+@errors(get=(401, 403), post=(401, 403, 413, 415))
 class Tasks(MethodView):
     @blp.arguments(TaskQueryArgsSchema, location="query")
     @blp.response(200, TaskListResponseSchema)
-    @errors(401, 403)
     def get(self, args, user_id):
         """List tasks
 
@@ -92,7 +81,6 @@ class Tasks(MethodView):
 
     @blp.arguments(TaskCreateSchema)
     @blp.response(201, TaskResponseSchema, headers={"Location": {"schema": {"type": "string"}}})
-    @errors(401, 403, 413, 415)
     def post(self, body, user_id):
         """Create a task"""
         task = tasks.create(g.user_id, **body)
@@ -104,11 +92,9 @@ class Tasks(MethodView):
 
 
 @blp.route("/<task_id>")
+@errors(get=(401, 403, 404), put=(401, 403, 404, 413, 415), delete=(401, 403, 404))
 class TaskById(MethodView):
     @blp.response(200, TaskResponseSchema)
-    @blp.alt_response(304, response="NOT_MODIFIED", success=True)
-    @blp.doc(parameters=[IF_NONE_MATCH])
-    @errors(401, 403, 404)
     def get(self, user_id, task_id):
         """Get a task
 
@@ -121,8 +107,6 @@ class TaskById(MethodView):
 
     @blp.arguments(TaskUpdateSchema)
     @blp.response(200, TaskResponseSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @errors(401, 403, 404, 412, 413, 415)
     def put(self, changes, user_id, task_id):
         """Replace a task's fields
 
@@ -134,8 +118,6 @@ class TaskById(MethodView):
         return one_task(tasks.update(task, changes))
 
     @blp.response(204)
-    @blp.doc(parameters=[IF_MATCH])
-    @errors(401, 403, 404, 412)
     def delete(self, user_id, task_id):
         """Delete a task"""
         task = tasks.get_or_404(g.user_id, task_id)
@@ -144,11 +126,10 @@ class TaskById(MethodView):
 
 
 @blp.route("/<task_id>/complete")
+@errors(patch=(401, 403, 404, 413, 415))
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompleteSchema, required=False)
     @blp.response(200, TaskResponseSchema)
-    @blp.doc(parameters=[IF_MATCH])
-    @errors(401, 403, 404, 412, 413, 415)
     def patch(self, body, user_id, task_id):
         """Complete or reopen a task
 

@@ -13,8 +13,14 @@ from todo.models import Task
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TASK_FIELDS = {
-    "id", "user_id", "title", "description", "is_completed",
-    "completed_at", "created_at", "updated_at",
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "is_completed",
+    "completed_at",
+    "created_at",
+    "updated_at",
 }
 EPOCH = datetime(2026, 1, 14, 10, 0, 0, 123456, tzinfo=UTC)
 
@@ -26,8 +32,9 @@ def create(client, user="alice", **body):
     return response.json["data"]
 
 
-def insert(app, user="alice", *, titles=("task",), created_at=None, step=timedelta(0),
-           completed=False):
+def insert(
+    app, user="alice", *, titles=("task",), created_at=None, step=timedelta(0), completed=False
+):
     """Insert tasks directly (several may share one created_at); returns their ids."""
     ids = []
     with app.app_context():

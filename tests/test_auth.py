@@ -213,8 +213,9 @@ def test_user_claim_is_configurable(make_app):
 def test_bad_user_claims_are_invalid(make_app, user_id):
     client = make_app(JWT_USER_CLAIM="uid").test_client()
 
-    response = get(client, token=make_token(None, uid=user_id) if user_id is not None
-                   else make_token(None))
+    response = get(
+        client, token=make_token(None, uid=user_id) if user_id is not None else make_token(None)
+    )
 
     assert_401(response, "INVALID_TOKEN", INVALID)
 

@@ -28,15 +28,21 @@ def test_token_works_against_the_api(app):
     assert result.exit_code == 0, result.output
     token = result.output.strip()
     assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", token)
-    response = app.test_client().get("/api/alice/tasks",
-                                     headers={"Authorization": f"Bearer {token}"})
+    response = app.test_client().get(
+        "/api/alice/tasks", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200
-    assert app.test_client().get("/api/bob/tasks", headers={
-        "Authorization": f"Bearer {token}"}).status_code == 403
+    assert (
+        app.test_client()
+        .get("/api/bob/tasks", headers={"Authorization": f"Bearer {token}"})
+        .status_code
+        == 403
+    )
 
 
-@pytest.mark.parametrize(("ttl", "seconds"), [("900s", 900), ("15m", 900), ("1h", 3600),
-                                              ("7d", 604800), ("60", 60)])
+@pytest.mark.parametrize(
+    ("ttl", "seconds"), [("900s", 900), ("15m", 900), ("1h", 3600), ("7d", 604800), ("60", 60)]
+)
 def test_ttl(app, ttl, seconds):
     token = invoke(app, "--user-id", "alice", "--ttl", ttl).output.strip()
 
@@ -69,13 +75,15 @@ def test_curl_prints_a_working_curl_line(app):
 
 
 def test_token_carries_issuer_audience_and_the_user_claim(make_app):
-    app = make_app(JWT_ISSUER="https://auth.example.com", JWT_AUDIENCE="todo-api",
-                   JWT_USER_CLAIM="uid")
+    app = make_app(
+        JWT_ISSUER="https://auth.example.com", JWT_AUDIENCE="todo-api", JWT_USER_CLAIM="uid"
+    )
 
     token = invoke(app, "--user-id", "alice").output.strip()
 
-    response = app.test_client().get("/api/alice/tasks",
-                                     headers={"Authorization": f"Bearer {token}"})
+    response = app.test_client().get(
+        "/api/alice/tasks", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200
 
 
@@ -97,12 +105,14 @@ def test_refused_in_production():
 
 
 def test_refused_when_only_a_jwks_is_configured():
-    app = create_app({
-        **base_config(PG_URL),
-        "JWT_SECRET": None,
-        "JWT_JWKS_URL": "https://auth.example.com/api/auth/jwks",
-        "SECRET_KEY": "cursor-signing-key-of-at-least-32-bytes",
-    })
+    app = create_app(
+        {
+            **base_config(PG_URL),
+            "JWT_SECRET": None,
+            "JWT_JWKS_URL": "https://auth.example.com/api/auth/jwks",
+            "SECRET_KEY": "cursor-signing-key-of-at-least-32-bytes",
+        }
+    )
 
     result = invoke(app, "--user-id", "alice")
 

@@ -20,10 +20,23 @@ from todo.extensions import db
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = Path(sys.executable).parent / "flask"
 SETTINGS = (
-    "DATABASE_URL", "JWT_SECRET", "JWT_JWKS_URL", "JWT_ALGORITHMS", "JWT_ISSUER",
-    "JWT_AUDIENCE", "JWT_USER_CLAIM", "SECRET_KEY", "ENVIRONMENT", "CORS_ORIGINS",
-    "INSTANCE_PATH", "FLASK_APP", "MAX_CONTENT_LENGTH", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
-    "DB_POOL_RECYCLE", "DB_POOL_TIMEOUT",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_JWKS_URL",
+    "JWT_ALGORITHMS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_USER_CLAIM",
+    "SECRET_KEY",
+    "ENVIRONMENT",
+    "CORS_ORIGINS",
+    "INSTANCE_PATH",
+    "FLASK_APP",
+    "MAX_CONTENT_LENGTH",
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
+    "DB_POOL_RECYCLE",
+    "DB_POOL_TIMEOUT",
 )
 PG_URL = "postgresql://todo:p%40ss@127.0.0.1:1/todo"  # nothing listens on port 1
 
@@ -198,11 +211,12 @@ def test_instance_path_from_config_wins(clean_env, tmp_path):
     ("config", "message"),
     [
         ({"JWT_SECRET": TEST_SECRET}, "DATABASE_URL is required when ENVIRONMENT=production"),
-        ({"DATABASE_URL": "sqlite:///x.sqlite3", "JWT_SECRET": TEST_SECRET},
-         "ENVIRONMENT=production needs PostgreSQL, not SQLite"),
+        (
+            {"DATABASE_URL": "sqlite:///x.sqlite3", "JWT_SECRET": TEST_SECRET},
+            "ENVIRONMENT=production needs PostgreSQL, not SQLite",
+        ),
         ({"DATABASE_URL": PG_URL}, "set JWT_SECRET or JWT_JWKS_URL: no token can be verified"),
-        ({"DATABASE_URL": PG_URL, "JWT_SECRET": "x" * 31},
-         "JWT_SECRET must be at least 32 bytes"),
+        ({"DATABASE_URL": PG_URL, "JWT_SECRET": "x" * 31}, "JWT_SECRET must be at least 32 bytes"),
     ],
 )
 def test_production_refusals(clean_env, config, message):
@@ -239,18 +253,27 @@ def production_env(tmp_path, **settings):
     ("settings", "message"),
     [
         ({}, "DATABASE_URL is required when ENVIRONMENT=production"),
-        ({"DATABASE_URL": "sqlite:///todo.sqlite3", "JWT_SECRET": "s" * 32},
-         "ENVIRONMENT=production needs PostgreSQL, not SQLite"),
+        (
+            {"DATABASE_URL": "sqlite:///todo.sqlite3", "JWT_SECRET": "s" * 32},
+            "ENVIRONMENT=production needs PostgreSQL, not SQLite",
+        ),
         ({"DATABASE_URL": PG_URL}, "set JWT_SECRET or JWT_JWKS_URL: no token can be verified"),
         ({"DATABASE_URL": PG_URL, "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"),
-        ({"DATABASE_URL": PG_URL, "JWT_SECRET": "s" * 32, "DB_POOL_SIZE": "ten"},
-         "DB_POOL_SIZE must be an integer, not 'ten'"),
+        (
+            {"DATABASE_URL": PG_URL, "JWT_SECRET": "s" * 32, "DB_POOL_SIZE": "ten"},
+            "DB_POOL_SIZE must be an integer, not 'ten'",
+        ),
     ],
 )
 def test_wsgi_prints_one_line_and_exits_non_zero(tmp_path, settings, message):
     result = subprocess.run(
-        [sys.executable, "-c", "import wsgi"], cwd=ROOT, capture_output=True, text=True,
-        env=production_env(tmp_path, **settings), timeout=60, check=False,
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=production_env(tmp_path, **settings),
+        timeout=60,
+        check=False,
     )
 
     assert result.returncode == 4
@@ -260,8 +283,13 @@ def test_wsgi_prints_one_line_and_exits_non_zero(tmp_path, settings, message):
 
 def test_flask_command_prints_one_line_and_exits_non_zero(tmp_path):
     result = subprocess.run(
-        [str(FLASK), "--help"], cwd=ROOT, capture_output=True, text=True,
-        env=production_env(tmp_path, DATABASE_URL=PG_URL), timeout=60, check=False,
+        [str(FLASK), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=production_env(tmp_path, DATABASE_URL=PG_URL),
+        timeout=60,
+        check=False,
     )
 
     assert result.returncode == 4
@@ -275,9 +303,13 @@ def test_gunicorn_stops_instead_of_respawning_workers(tmp_path):
     gunicorn = Path(sys.executable).parent / "gunicorn"
 
     result = subprocess.run(
-        [str(gunicorn), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"], cwd=ROOT,
+        [str(gunicorn), "-w", "2", "-b", "127.0.0.1:0", "wsgi:app"],
+        cwd=ROOT,
         env=production_env(tmp_path, DATABASE_URL=PG_URL, JWT_SECRET="short"),
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert result.returncode == 4
@@ -289,7 +321,11 @@ def test_gunicorn_stops_instead_of_respawning_workers(tmp_path):
 def test_wsgi_imports_in_production_without_a_database(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", "import wsgi; print(wsgi.app.config['ENVIRONMENT'])"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=production_env(tmp_path, DATABASE_URL=PG_URL, JWT_SECRET="s" * 32),
     )
 
@@ -325,8 +361,12 @@ def test_defaults_of_the_contract(clean_env):
     assert settings["MAX_CONTENT_LENGTH"] == 65536
     assert settings["CORS_ORIGINS"] == []
     assert settings["LOG_LEVEL"] == "INFO"
-    assert (settings["DB_POOL_SIZE"], settings["DB_MAX_OVERFLOW"],
-            settings["DB_POOL_RECYCLE"], settings["DB_POOL_TIMEOUT"]) == (10, 20, 1800, 10)
+    assert (
+        settings["DB_POOL_SIZE"],
+        settings["DB_MAX_OVERFLOW"],
+        settings["DB_POOL_RECYCLE"],
+        settings["DB_POOL_TIMEOUT"],
+    ) == (10, 20, 1800, 10)
 
 
 @pytest.mark.parametrize("url", [PG_URL, None])

@@ -12,7 +12,11 @@ from todo.logs import JSONFormatter
 LIST = "/api/alice/tasks"
 ORIGIN = "https://app.example.com"
 ALLOWED_HEADERS = {
-    "authorization", "content-type", "if-match", "if-none-match", "idempotency-key",
+    "authorization",
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "idempotency-key",
     "x-request-id",
 }
 
@@ -55,8 +59,11 @@ def test_the_request_id_is_in_errors(anonymous, alice):
     invalid = alice.post(LIST, json={}, headers={"X-Request-ID": "req-400"})
     missing = anonymous.get("/nope", headers={"X-Request-ID": "req-404"})
 
-    for response, request_id in ((unauthorized, "req-401"), (invalid, "req-400"),
-                                 (missing, "req-404")):
+    for response, request_id in (
+        (unauthorized, "req-401"),
+        (invalid, "req-400"),
+        (missing, "req-404"),
+    ):
         assert response.headers["X-Request-ID"] == request_id
         assert response.json["error"]["request_id"] == request_id
 
@@ -112,8 +119,8 @@ def test_api_responses_are_not_stored_including_errors(anonymous, alice):
 
 
 @pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/openapi.json", "/docs", "/docs/assets/swagger-ui.css",
-             "/nope", LIST]
+    "path",
+    ["/healthz", "/readyz", "/openapi.json", "/docs", "/docs/assets/swagger-ui.css", "/nope", LIST],
 )
 def test_nosniff_everywhere(anonymous, path):
     with anonymous.get(path) as response:
@@ -153,7 +160,9 @@ def test_an_allowed_origin_gets_cors_headers(cors_app, client_for):
     assert response.status_code == 201
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert header_set(response.headers["Access-Control-Expose-Headers"]) == {
-        "etag", "location", "x-request-id",
+        "etag",
+        "location",
+        "x-request-id",
     }
     assert "Origin" in response.headers.get("Vary", "")
 
@@ -179,15 +188,23 @@ def test_no_cors_headers_without_cors_origins(anonymous):
 
 @pytest.mark.parametrize(
     ("path", "method"),
-    [(LIST, "POST"), (LIST, "GET"), (f"{LIST}/{uuid.uuid4()}", "PUT"),
-     (f"{LIST}/{uuid.uuid4()}", "DELETE"), (f"{LIST}/{uuid.uuid4()}/complete", "PATCH")],
+    [
+        (LIST, "POST"),
+        (LIST, "GET"),
+        (f"{LIST}/{uuid.uuid4()}", "PUT"),
+        (f"{LIST}/{uuid.uuid4()}", "DELETE"),
+        (f"{LIST}/{uuid.uuid4()}/complete", "PATCH"),
+    ],
 )
 def test_preflight_needs_no_token_and_allows_the_contract_headers(cors_app, path, method):
-    response = cors_app.test_client().options(path, headers={
-        "Origin": ORIGIN,
-        "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": ", ".join(sorted(ALLOWED_HEADERS)),
-    })
+    response = cors_app.test_client().options(
+        path,
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": ", ".join(sorted(ALLOWED_HEADERS)),
+        },
+    )
 
     assert response.status_code == 200
     assert "WWW-Authenticate" not in response.headers
@@ -199,19 +216,25 @@ def test_preflight_needs_no_token_and_allows_the_contract_headers(cors_app, path
 
 
 def test_preflight_does_not_allow_other_headers(cors_app):
-    response = cors_app.test_client().options(LIST, headers={
-        "Origin": ORIGIN,
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "X-Evil",
-    })
+    response = cors_app.test_client().options(
+        LIST,
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "X-Evil",
+        },
+    )
 
     assert "x-evil" not in header_set(response.headers.get("Access-Control-Allow-Headers"))
 
 
 def test_preflight_from_an_unknown_origin_is_not_allowed(cors_app):
-    response = cors_app.test_client().options(LIST, headers={
-        "Origin": "https://evil.example.com",
-        "Access-Control-Request-Method": "POST",
-    })
+    response = cors_app.test_client().options(
+        LIST,
+        headers={
+            "Origin": "https://evil.example.com",
+            "Access-Control-Request-Method": "POST",
+        },
+    )
 
     assert "Access-Control-Allow-Origin" not in response.headers

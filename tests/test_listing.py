@@ -35,8 +35,9 @@ def expected_order(app, sort, user="alice"):
     """Ids as the contract orders them: the sort key, ties broken by id."""
     key = sort.lstrip("-")
     column = "title_lower" if key == "title" else key
-    ordered = sorted(rows(app, user), key=lambda r: (r[column], r["id"]),
-                     reverse=sort.startswith("-"))
+    ordered = sorted(
+        rows(app, user), key=lambda r: (r[column], r["id"]), reverse=sort.startswith("-")
+    )
     return [str(r["id"]) for r in ordered]
 
 
@@ -83,7 +84,9 @@ def test_q_is_a_case_insensitive_substring_of_the_title(app, alice):
     insert(app, titles=["Buy MILK", "milkshake", "Almond Milk", "bread"], step=timedelta(1))
 
     assert titles(alice.get(LIST, query_string={"q": "mIlK"})) == [
-        "Almond Milk", "milkshake", "Buy MILK",
+        "Almond Milk",
+        "milkshake",
+        "Buy MILK",
     ]
     assert titles(alice.get(LIST, query_string={"q": "xyz"})) == []
 
@@ -150,7 +153,13 @@ def test_title_order_is_by_lowercased_code_point_on_every_backend(app, alice):
     insert(app, titles=["Éclair", "zebra", "Ångström", "apple", "Zoo", "éa", "ZEBRA!"])
 
     assert titles(alice.get(LIST, query_string={"sort": "title"})) == [
-        "apple", "zebra", "ZEBRA!", "Zoo", "Ångström", "éa", "Éclair",
+        "apple",
+        "zebra",
+        "ZEBRA!",
+        "Zoo",
+        "Ångström",
+        "éa",
+        "Éclair",
     ]
 
 
@@ -179,8 +188,9 @@ def test_limit_bounds_and_default(app, alice):
     thousand = alice.get(LIST, query_string={"limit": 1000})
     assert thousand.json["meta"]["count"] == 1000
     assert thousand.json["meta"]["limit"] == 1000
-    last = alice.get(LIST, query_string={"limit": 1000,
-                                         "cursor": thousand.json["meta"]["next_cursor"]})
+    last = alice.get(
+        LIST, query_string={"limit": 1000, "cursor": thousand.json["meta"]["next_cursor"]}
+    )
     assert titles(last) == ["t0"]
     assert last.json["meta"]["next_cursor"] is None
 
@@ -275,12 +285,12 @@ def test_cursor_signed_with_another_key_is_400(make_app, client_for, app, alice)
 
 def test_cursor_of_another_sort_is_400(app, alice):
     insert(app, titles=["a", "b", "c"], step=timedelta(seconds=1))
-    cursor = alice.get(LIST, query_string={"limit": 1, "sort": "title"}).json["meta"][
-        "next_cursor"
-    ]
+    cursor = alice.get(LIST, query_string={"limit": 1, "sort": "title"}).json["meta"]["next_cursor"]
 
-    assert alice.get(LIST, query_string={"limit": 1, "sort": "title", "cursor": cursor}
-                     ).status_code == 200
+    assert (
+        alice.get(LIST, query_string={"limit": 1, "sort": "title", "cursor": cursor}).status_code
+        == 200
+    )
     for sort in ("-title", "-created_at", "created_at"):
         response = alice.get(LIST, query_string={"limit": 1, "sort": sort, "cursor": cursor})
         assert response.status_code == 400

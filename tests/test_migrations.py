@@ -54,8 +54,7 @@ def version(app):
     with app.app_context(), db.engine.connect() as connection:
         if "alembic_version" not in sa.inspect(connection).get_table_names():
             return None
-        return set(connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-                   .scalars())
+        return set(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
 
 
 def heads(app):
@@ -110,11 +109,22 @@ def test_check_detects_drift(empty_app):
 
 def test_the_flask_command_upgrades_and_checks(empty_database_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("FLASK_APP", "ENVIRONMENT")}
-    env.update(ENVIRONMENT="test", DATABASE_URL=empty_database_url, JWT_SECRET=TEST_SECRET,
-               INSTANCE_PATH=str(tmp_path))
+    env.update(
+        ENVIRONMENT="test",
+        DATABASE_URL=empty_database_url,
+        JWT_SECRET=TEST_SECRET,
+        INSTANCE_PATH=str(tmp_path),
+    )
 
     for command in (["db", "upgrade"], ["db", "check"], ["db", "current"]):
-        result = subprocess.run([str(FLASK), *command], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [str(FLASK), *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
     assert "(head)" in result.stdout

@@ -88,8 +88,10 @@ def test_api_is_503_when_the_database_is_unreachable(unreachable_app, client_for
         "HTTP_AUTHORIZATION"
     ]
 
-    for response in (client.get("/api/alice/tasks"),
-                     client.post("/api/alice/tasks", json={"title": "x"})):
+    for response in (
+        client.get("/api/alice/tasks"),
+        client.post("/api/alice/tasks", json={"title": "x"}),
+    ):
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "5"
         assert response.json["error"]["code"] == "SERVICE_UNAVAILABLE"
@@ -123,8 +125,14 @@ def test_docs_assets_serve_swagger_ui_locally(anonymous):
         assert len(response.get_data()) > 100_000
 
 
-@pytest.mark.parametrize("path", ["/docs/assets/nope.js", "/docs/assets/../../setup.cfg",
-                                  "/docs/assets/%2e%2e/%2e%2e/setup.cfg"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/assets/nope.js",
+        "/docs/assets/../../setup.cfg",
+        "/docs/assets/%2e%2e/%2e%2e/setup.cfg",
+    ],
+)
 def test_docs_assets_serve_nothing_else(anonymous, path):
     with anonymous.get(path) as response:
         assert response.status_code == 404

@@ -9,8 +9,18 @@ from helpers import TIME, count, create, row
 from todo import tasks as service
 
 LIST = "/api/alice/tasks"
-LEAKS = ("Traceback", "File \"", "SELECT", "INSERT", "UPDATE tasks", "sqlalchemy", "psycopg",
-         "sqlite3", "werkzeug", "test-secret")
+LEAKS = (
+    "Traceback",
+    'File "',
+    "SELECT",
+    "INSERT",
+    "UPDATE tasks",
+    "sqlalchemy",
+    "psycopg",
+    "sqlite3",
+    "werkzeug",
+    "test-secret",
+)
 
 
 def assert_error(response, status, code, details=None, message=None):
@@ -50,8 +60,10 @@ BAD_BODIES = [
     ({"title": "\t\n"}, json_error("title", "Length must be between 1 and 500.")),
     ({"title": "x" * 501}, json_error("title", "Length must be between 1 and 500.")),
     ({"title": " " + "x" * 501 + " "}, json_error("title", "Length must be between 1 and 500.")),
-    ({"title": "x", "description": "d" * 10_001},
-     json_error("description", "Longer than maximum length 10000.")),
+    (
+        {"title": "x", "description": "d" * 10_001},
+        json_error("description", "Longer than maximum length 10000."),
+    ),
     ({"title": "x", "description": 3}, json_error("description", "Not a valid string.")),
     ({"title": "x", "is_completed": "yes"}, json_error("is_completed", "Not a valid boolean.")),
     ({"title": "x", "is_completed": "true"}, json_error("is_completed", "Not a valid boolean.")),
@@ -59,8 +71,10 @@ BAD_BODIES = [
     ({"title": "x", "is_completed": 0}, json_error("is_completed", "Not a valid boolean.")),
     ({"title": "x", "is_completed": None}, json_error("is_completed", "Field may not be null.")),
     ({"title": "a\x00b"}, json_error("title", "Must not contain NUL characters.")),
-    ({"title": "x", "description": "\x00"},
-     json_error("description", "Must not contain NUL characters.")),
+    (
+        {"title": "x", "description": "\x00"},
+        json_error("description", "Must not contain NUL characters."),
+    ),
 ]
 
 
@@ -68,8 +82,9 @@ BAD_BODIES = [
 def test_bad_post_bodies_are_400_and_write_nothing(app, alice, body, details):
     response = alice.post(LIST, json=body)
 
-    assert_error(response, 400, "VALIDATION_ERROR", details,
-                 message="The request is not valid; see details.")
+    assert_error(
+        response, 400, "VALIDATION_ERROR", details, message="The request is not valid; see details."
+    )
     assert count(app) == 0
 
 
@@ -87,11 +102,18 @@ def test_bad_put_bodies_are_400_and_change_nothing(app, alice, body, details):
 def test_several_errors_are_reported_together(alice):
     response = alice.post(LIST, json={"title": "", "is_completed": "no", "x": 1})
 
-    assert_error(response, 400, "VALIDATION_ERROR", {"json": {
-        "title": ["Length must be between 1 and 500."],
-        "is_completed": ["Not a valid boolean."],
-        "x": ["Unknown field."],
-    }})
+    assert_error(
+        response,
+        400,
+        "VALIDATION_ERROR",
+        {
+            "json": {
+                "title": ["Length must be between 1 and 500."],
+                "is_completed": ["Not a valid boolean."],
+                "x": ["Unknown field."],
+            }
+        },
+    )
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None, "false", []])
@@ -173,8 +195,9 @@ def test_lone_surrogates_and_nul_escapes_are_400_on_every_backend(app, alice, ra
 
 
 def test_surrogate_pairs_are_characters(alice):
-    response = alice.post(LIST, data='{"title": "\\ud83d\\ude00 party"}',
-                          content_type="application/json")
+    response = alice.post(
+        LIST, data='{"title": "\\ud83d\\ude00 party"}', content_type="application/json"
+    )
 
     assert response.status_code == 201
     assert response.json["data"]["title"] == "\U0001f600 party"
@@ -183,8 +206,9 @@ def test_surrogate_pairs_are_characters(alice):
 def test_nul_in_q_is_400(alice):
     response = alice.get(LIST, query_string={"q": "a\x00"})
 
-    assert_error(response, 400, "VALIDATION_ERROR",
-                 {"query": {"q": ["Must not contain NUL characters."]}})
+    assert_error(
+        response, 400, "VALIDATION_ERROR", {"query": {"q": ["Must not contain NUL characters."]}}
+    )
 
 
 def test_invalid_utf8_in_the_query_string_is_not_an_error(alice):
@@ -218,14 +242,19 @@ def test_query_and_body_errors_name_their_location(alice):
         ('{"title": "x"}', "text/plain"),
         ("title=x", "application/x-www-form-urlencoded"),
         ('{"title": "x"}', None),
-        ('<title>x</title>', "application/xml"),
+        ("<title>x</title>", "application/xml"),
     ],
 )
 def test_non_json_bodies_are_415(app, alice, data, content_type):
     response = alice.post(LIST, data=data, content_type=content_type)
 
-    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE", None,
-                 message="The request body must be JSON (Content-Type: application/json).")
+    assert_error(
+        response,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        None,
+        message="The request body must be JSON (Content-Type: application/json).",
+    )
     assert count(app) == 0
 
 
@@ -249,8 +278,12 @@ def test_non_json_body_on_put_and_patch_is_415(app, alice):
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/json; charset=utf-8", "application/json;charset=UTF-8",
-     "Application/JSON", "application/json; charset=latin-1"],
+    [
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "Application/JSON",
+        "application/json; charset=latin-1",
+    ],
 )
 def test_json_with_a_charset_parameter_is_accepted(app, alice, content_type):
     response = alice.post(LIST, data='{"title": "Caf\\u00e9"}', content_type=content_type)
@@ -288,8 +321,15 @@ def test_default_max_content_length_is_64_kib(app, alice):
 
 @pytest.mark.parametrize(
     "path",
-    ["/nope", "/api", "/api/alice", "/api/alice/task", "/api/alice/tasks/x/y",
-     "/api/alice/tasks/x/complete/more", "/api//tasks"],
+    [
+        "/nope",
+        "/api",
+        "/api/alice",
+        "/api/alice/task",
+        "/api/alice/tasks/x/y",
+        "/api/alice/tasks/x/complete/more",
+        "/api//tasks",
+    ],
 )
 def test_unknown_routes_are_404_in_the_envelope(alice, path):
     assert_error(alice.get(path), 404, "NOT_FOUND", None)
@@ -300,8 +340,11 @@ def test_unknown_routes_are_404_in_the_envelope(alice, path):
     [
         ("patch", LIST, {"GET", "HEAD", "POST", "OPTIONS"}),
         ("delete", LIST, {"GET", "HEAD", "POST", "OPTIONS"}),
-        ("post", LIST + "/00000000-0000-4000-8000-000000000000",
-         {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}),
+        (
+            "post",
+            LIST + "/00000000-0000-4000-8000-000000000000",
+            {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"},
+        ),
         ("get", LIST + "/00000000-0000-4000-8000-000000000000/complete", {"PATCH", "OPTIONS"}),
         ("post", "/healthz", {"GET", "HEAD", "OPTIONS"}),
     ],

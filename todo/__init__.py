@@ -65,8 +65,8 @@ def create_app(config=None):
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     hooks.init_app(app)
     db.init_app(app)
-    init_sqlite(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    init_sqlite(app)
     if app.config["CORS_ORIGINS"]:
         CORS(
             app,

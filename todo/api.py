@@ -81,6 +81,20 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
     PAGINATION_ARGUMENTS_PARSER = Parser()
 
+    def errors(self, **codes_by_method):
+        """Document each method's error answers (in the error envelope): written
+        `@blp.errors(get=(401, 404))` between `@blp.route(...)` and the view class."""
+
+        def document(view_class):
+            for method, codes in codes_by_method.items():
+                view = getattr(view_class, method)
+                for code in codes:
+                    view = self.alt_response(code, response=http.HTTPStatus(code).name)(view)
+                setattr(view_class, method, view)
+            return view_class
+
+        return document
+
 
 def _details(data):
     """Validation messages by location, each location an object of fields."""

@@ -1,7 +1,5 @@
 """Task resources: the six endpoints under /api/<user_id>/tasks"""
 
-import http
-
 from flask import Response, g, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
@@ -44,23 +42,8 @@ def check_if_match(task: Task) -> None:
         abort(412)
 
 
-def errors(**codes_by_method):
-    """Document the error answers of each method (in the error envelope), e.g.
-    `@errors(get=(401, 404))` between `@blp.route(...)` and the class."""
-
-    def document(view_class):
-        for method, codes in codes_by_method.items():
-            view = getattr(view_class, method)
-            for code in codes:
-                view = blp.alt_response(code, response=http.HTTPStatus(code).name)(view)
-            setattr(view_class, method, view)
-        return view_class
-
-    return document
-
-
 @blp.route("")
-@errors(get=(401, 403), post=(401, 403, 413, 415))
+@blp.errors(get=(401, 403), post=(401, 403, 413, 415))
 class Tasks(MethodView):
     @blp.arguments(TaskQueryArgsSchema, location="query")
     @blp.response(200, TaskListResponseSchema)
@@ -92,7 +75,7 @@ class Tasks(MethodView):
 
 
 @blp.route("/<task_id>")
-@errors(get=(401, 403, 404), put=(401, 403, 404, 413, 415), delete=(401, 403, 404))
+@blp.errors(get=(401, 403, 404), put=(401, 403, 404, 413, 415), delete=(401, 403, 404))
 class TaskById(MethodView):
     @blp.response(200, TaskResponseSchema)
     def get(self, user_id, task_id):
@@ -126,7 +109,7 @@ class TaskById(MethodView):
 
 
 @blp.route("/<task_id>/complete")
-@errors(patch=(401, 403, 404, 413, 415))
+@blp.errors(patch=(401, 403, 404, 413, 415))
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompleteSchema, required=False)
     @blp.response(200, TaskResponseSchema)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from conftest import TEST_SECRET, base_config, create_postgres_database, drop_postgres_database
 from flask_migrate.cli import db as db_commands
-from helpers import insert
+from helpers import every_row, insert
 
 from todo import create_app
 from todo.extensions import db
@@ -98,7 +98,7 @@ def test_downgrade_to_base_then_upgrade_again(empty_app):
 
 def test_check_detects_drift(empty_app):
     flask_db(empty_app, "upgrade")
-    with empty_app.app_context():
+    with empty_app.app_context(), every_row():
         db.session.execute(sa.text("DROP INDEX ix_tasks_user_title"))
         db.session.commit()
 

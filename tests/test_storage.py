@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from helpers import TIME, create, insert, row
+from helpers import TIME, create, every_row, insert, row
 
 from todo import cursor
 from todo import tasks as service
@@ -106,7 +106,7 @@ def raw_row(**values):
     ],
 )
 def test_the_database_refuses_inconsistent_rows(app, values):
-    with app.app_context():
+    with app.app_context(), every_row():
         with pytest.raises(sa.exc.IntegrityError):
             db.session.execute(sa.insert(Task.__table__).values(**raw_row(**values)))
             db.session.commit()
@@ -115,7 +115,7 @@ def test_the_database_refuses_inconsistent_rows(app, values):
 
 
 def test_the_database_accepts_consistent_rows(app):
-    with app.app_context():
+    with app.app_context(), every_row():
         db.session.execute(sa.insert(Task.__table__).values(**raw_row()))
         db.session.execute(
             sa.insert(Task.__table__).values(
@@ -128,7 +128,7 @@ def test_the_database_accepts_consistent_rows(app):
 
 def test_the_same_id_for_two_users_is_two_rows_but_not_twice_for_one(app):
     task_id = uuid.uuid4()
-    with app.app_context():
+    with app.app_context(), every_row():
         db.session.execute(sa.insert(Task.__table__).values(**raw_row(id=task_id)))
         db.session.execute(sa.insert(Task.__table__).values(**raw_row(id=task_id, user_id="bob")))
         db.session.commit()
@@ -168,7 +168,7 @@ def test_microseconds_survive_the_round_trip(app, alice):
 
 
 def test_naive_datetimes_are_refused(app):
-    with app.app_context():
+    with app.app_context(), every_row():
         task = service.new_task("alice", "t")
         task.created_at = datetime(2026, 1, 1)
         db.session.add(task)
@@ -182,7 +182,7 @@ def test_naive_datetimes_are_refused(app):
 
 def seed_many_users(app, users=20, per_user=200):
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    with app.app_context():
+    with app.app_context(), every_row():
         rows = []
         for u in range(users):
             for n in range(per_user):
@@ -214,7 +214,7 @@ def captured_list_statements(app, sort, after=None):
         if "ORDER BY" in statement:
             captured.append((statement, parameters))
 
-    with app.app_context():
+    with app.app_context(), every_row():
         sa.event.listen(db.engine, "before_cursor_execute", capture)
         try:
             page = service.list_page("user07", sort=sort, limit=20, after=after)

@@ -11,9 +11,14 @@ from todo.extensions import db
 from todo.models import Task
 
 try:  # Row-level security (PostgreSQL), where the app has it, hides rows outside a request.
+    from todo.rls import acting_as
     from todo.rls import bypass as every_row
 except ImportError:
     from contextlib import nullcontext as every_row
+
+    def acting_as(user_id):
+        return every_row()
+
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

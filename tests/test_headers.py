@@ -159,11 +159,9 @@ def test_an_allowed_origin_gets_cors_headers(cors_app, client_for):
 
     assert response.status_code == 201
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert header_set(response.headers["Access-Control-Expose-Headers"]) == {
-        "etag",
-        "location",
-        "x-request-id",
-    }
+    assert {"etag", "location", "x-request-id"} <= header_set(
+        response.headers["Access-Control-Expose-Headers"]
+    )
     assert "Origin" in response.headers.get("Vary", "")
 
 

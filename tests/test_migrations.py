@@ -80,7 +80,7 @@ def test_upgrade_twice_is_harmless(empty_app):
     flask_db(empty_app, "upgrade")
 
     assert version(empty_app) == heads(empty_app)
-    with empty_app.app_context():
+    with empty_app.app_context(), every_row():
         assert db.session.scalar(sa.text("SELECT title FROM tasks")) == "Keep"
 
 
@@ -98,7 +98,7 @@ def test_downgrade_to_base_then_upgrade_again(empty_app):
 
 def test_check_detects_drift(empty_app):
     flask_db(empty_app, "upgrade")
-    with empty_app.app_context(), every_row():
+    with empty_app.app_context():
         db.session.execute(sa.text("DROP INDEX ix_tasks_user_title"))
         db.session.commit()
 

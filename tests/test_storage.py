@@ -1,12 +1,11 @@
 """Storage: the tasks table as migrated, the CHECK, UTC times, and index-served list orders"""
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from helpers import TIME, create, every_row, insert, row
+from helpers import TIME, acting_as, create, every_row, insert, row
 
 from todo import cursor
 from todo import tasks as service
@@ -180,6 +179,9 @@ def test_naive_datetimes_are_refused(app):
 # Query plans
 
 
+USER = "user07"
+
+
 def seed_many_users(app, users=20, per_user=200):
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with app.app_context(), every_row():
@@ -214,10 +216,10 @@ def captured_list_statements(app, sort, after=None):
         if "ORDER BY" in statement:
             captured.append((statement, parameters))
 
-    with app.app_context(), every_row():
+    with app.app_context(), acting_as(USER):
         sa.event.listen(db.engine, "before_cursor_execute", capture)
         try:
-            page = service.list_page("user07", sort=sort, limit=20, after=after)
+            page = service.list_page(USER, sort=sort, limit=20, after=after)
         finally:
             sa.event.remove(db.engine, "before_cursor_execute", capture)
         _, value, last_id = cursor.decode(page.next_cursor)
@@ -232,15 +234,20 @@ def plan_nodes(plan):
 
 
 def explain(app, statement, parameters):
-    with app.app_context(), db.engine.connect() as connection:
-        if db.engine.dialect.name == "postgresql":
-            result = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            plan = result.scalar()
-            return list(
-                plan_nodes((plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"])
-            )
-        result = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-        return [r[-1] for r in result]
+    """The plan of `statement` in a transaction like a request's (acting as the user)."""
+    with app.app_context(), acting_as(USER):
+        connection = db.session.connection()
+        try:
+            if connection.dialect.name == "postgresql":
+                result = connection.exec_driver_sql(
+                    "EXPLAIN (FORMAT JSON) " + statement, parameters
+                )
+                plan = result.scalar()
+                return list(plan_nodes(plan[0]["Plan"]))
+            result = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            return [r[-1] for r in result]
+        finally:
+            db.session.rollback()
 
 
 @pytest.mark.parametrize("sort", SORTS)

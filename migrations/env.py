@@ -101,13 +101,12 @@ def run_migrations_online():
 
         with context.begin_transaction():
             if connection.dialect.name == "postgresql":
-                # Migrations act on every user's rows: the row-level security
-                # policies of 0003 admit them (todo/rls.py). And the requests'
-                # statement_timeout must not cancel a long index build. Both for
-                # this transaction only.
+                # The requests' statement_timeout must not cancel a long index
+                # build (this transaction only). Row-level security binds the
+                # owner too: a data migration must first SET LOCAL ROLE to
+                # <database>_operator for its DML (migration 0003).
                 connection.exec_driver_sql(
-                    "SELECT set_config('app.bypass_rls', 'on', true),"
-                    " set_config('statement_timeout', '0', true)")
+                    "SELECT set_config('statement_timeout', '0', true)")
             context.run_migrations()
 
 

@@ -63,7 +63,8 @@ def create_postgres_database(name):
     with engine.connect() as connection:
         connection.execute(
             sa.text(
-                f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'"
+                f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE"
+                f" PASSWORD '{password}'"
             )
         )
         connection.execute(sa.text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
@@ -77,6 +78,7 @@ def drop_postgres_database(name):
     engine = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'DROP ROLE IF EXISTS "{name}_operator"'))  # migration 0003
         connection.execute(sa.text(f'DROP ROLE IF EXISTS "{name}"'))
     engine.dispose()
 

@@ -117,7 +117,7 @@ class Postgres:
         """Database `todo`, owned by a non-superuser role, migrated; returns the app's URL."""
         engine = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
-            connection.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER"))
+            connection.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER CREATEROLE"))
             connection.execute(sa.text(f"CREATE DATABASE todo OWNER {APP_ROLE}"))
         engine.dispose()
         url = self.url(user=APP_ROLE, database="todo")

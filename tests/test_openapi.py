@@ -33,3 +33,33 @@ def test_spec_declares_bearer_security_and_the_six_operations(anonymous):
         ("DELETE", "/api/{user_id}/tasks/{task_id}"),
         ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"),
     }
+
+
+
+ERRORS = {
+    ("get", "/api/{user_id}/tasks"): {"400", "401", "403"},
+    ("post", "/api/{user_id}/tasks"): {"400", "401", "403", "413", "415"},
+    ("get", "/api/{user_id}/tasks/{task_id}"): {"401", "403", "404"},
+    ("put", "/api/{user_id}/tasks/{task_id}"): {"400", "401", "403", "404", "413", "415"},
+    ("delete", "/api/{user_id}/tasks/{task_id}"): {"401", "403", "404"},
+    ("patch", "/api/{user_id}/tasks/{task_id}/complete"): {
+        "400", "401", "403", "404", "413", "415",
+    },
+}
+
+
+def test_spec_documents_the_error_answers_in_the_envelope(anonymous):
+    spec = anonymous.get("/openapi.json").json
+    responses = spec["components"]["responses"]
+
+    for (method, path), codes in ERRORS.items():
+        operation = spec["paths"][path][method]
+        documented = {code for code in operation["responses"] if code.startswith(("4", "5"))}
+        # <=: the conditional-request and idempotency answers (409, 412) come on top
+        assert codes <= documented, (method, path)
+        for code in documented:
+            name = operation["responses"][code]["$ref"].rsplit("/", 1)[-1]
+            schema = responses[name]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+    error = spec["components"]["schemas"]["Error"]["properties"]
+    assert set(error) == {"code", "message", "details", "timestamp", "request_id"}

@@ -9,7 +9,7 @@ from todo import config as settings
 from todo import database, health, hooks, limits, logs, metrics, rls
 from todo.api import Api
 from todo.auth import TokenVerifier
-from todo.extensions import db, migrate
+from todo.extensions import db, init_sqlite, migrate
 from todo.resources import register_blueprints
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -45,8 +45,17 @@ CORS_EXPOSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed"
 
 
 def create_app(config=None):
-    """Build the application from the environment, then `config` on top."""
-    app = Flask(__name__, static_folder=None)
+    """Build the application from the environment, then `config` on top.
+
+    The instance folder (development secret, default SQLite file) is INSTANCE_PATH
+    from `config` or the environment, else Flask's default `instance/`.
+    """
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        static_folder=None,
+        instance_path=os.path.abspath(instance_path) if instance_path else None,
+    )
     app.config.update(API_SETTINGS)
     app.config.update(settings.from_env())
     app.config.update(config or {})
@@ -59,6 +68,7 @@ def create_app(config=None):
     database.init_app(app)
     rls.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    init_sqlite(app)
     if app.config["CORS_ORIGINS"]:
         CORS(
             app,

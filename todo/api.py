@@ -1,9 +1,11 @@
 """Project subclasses of flask-smorest's Api and Blueprint: 400 for bad input, one error envelope"""
 
 import http
+import json
 
 import flask
 import flask_smorest
+import marshmallow as ma
 import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 from webargs import core
@@ -51,6 +53,13 @@ class Parser(FlaskParser):
     """webargs' parser, answering 400 (not 422) and 415 for a body that is not JSON."""
 
     DEFAULT_VALIDATION_STATUS = 400
+    # webargs ignores unknown query parameters by default; refuse them, as typos
+    # (`?stauts=pending`) would otherwise silently list everything.
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+    }
 
     def _raw_load_json(self, req):
         body = req.get_data(cache=True)
@@ -58,12 +67,33 @@ class Parser(FlaskParser):
             return core.missing
         if not core.is_json(req.mimetype):
             flask_smorest.abort(415)
-        return core.parse_json(body)
+        try:
+            return core.parse_json(body)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError):
+            # Nested deeper than the parser goes, or an integer with more digits than
+            # Python converts: malformed JSON for us, not a 500.
+            raise json.JSONDecodeError("unparseable JSON", "[", 0) from None
 
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
     PAGINATION_ARGUMENTS_PARSER = Parser()
+
+    def errors(self, **codes_by_method):
+        """Document each method's error answers (in the error envelope): written
+        `@blp.errors(get=(401, 404))` between `@blp.route(...)` and the view class."""
+
+        def document(view_class):
+            for method, codes in codes_by_method.items():
+                view = getattr(view_class, method)
+                for code in codes:
+                    view = self.alt_response(code, response=http.HTTPStatus(code).name)(view)
+                setattr(view_class, method, view)
+            return view_class
+
+        return document
 
 
 def _details(data):

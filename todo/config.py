@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -78,6 +79,10 @@ def engine_options(config: dict, url: sa.URL) -> dict:
         "pool_timeout": config["DB_POOL_TIMEOUT"],
     }
     if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            # In memory: one static connection shared by every thread
+            # (Flask-SQLAlchemy's default), so there is no pool to size.
+            return {"connect_args": {"timeout": 15}}
         options["connect_args"] = {"timeout": 15}
         return options
     connect_args = {
@@ -101,9 +106,17 @@ def development_secret(instance_path: str) -> str:
     path = Path(instance_path) / "dev-jwt-secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+        # Written aside (mode 0600), then linked into place: processes starting
+        # together (gunicorn workers) agree on one secret and never read half a file.
+        fd, temp = tempfile.mkstemp(prefix=".dev-jwt-secret.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process won; use its secret
+        finally:
+            os.unlink(temp)
     return path.read_text().strip()
 
 

@@ -194,6 +194,13 @@ def check_row_security() -> Check:
             "row security",
             f"not enabled and forced on {', '.join(off)}: run flask db upgrade",
         )
+    if inherits_operator:
+        return Check(
+            FAIL,
+            "row security",
+            f"role {role!r} inherits the operator role, whose policy admits every row:"
+            " grant it WITH INHERIT FALSE (see migration 0003)",
+        )
     if bypasses:
         return Check(
             WARN,

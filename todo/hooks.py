@@ -44,6 +44,8 @@ def _error_code(response):
 def finish_response(response):
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.status_code in (204, 304):
+        response.headers.pop("Content-Type", None)  # no body, so no type
     if request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     if current_app.config["ENVIRONMENT"] == "production":
@@ -57,6 +59,7 @@ def finish_response(response):
         request.path,
         status,
         extra={
+            "request_id": g.request_id,
             "method": request.method,
             "route": request.url_rule.rule if request.url_rule else None,
             "status": status,

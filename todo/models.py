@@ -48,9 +48,11 @@ class UTCDateTime(sa.TypeDecorator):
 
 
 # Title order is byte order of the lowercased title on both backends: PostgreSQL's
-# default collation depends on the server's locale, SQLite's is binary.
-CaseFoldedTitle = sa.String(TITLE_MAX).with_variant(
-    sa.String(TITLE_MAX, collation="C"), "postgresql"
+# default collation depends on the server's locale, SQLite's is binary. Lowercasing
+# can lengthen a string (str.lower("İ") is two code points), hence twice TITLE_MAX.
+TITLE_LOWER_MAX = 2 * TITLE_MAX
+CaseFoldedTitle = sa.String(TITLE_LOWER_MAX).with_variant(
+    sa.String(TITLE_LOWER_MAX, collation="C"), "postgresql"
 )
 
 

@@ -1,12 +1,12 @@
 """Row-level security on PostgreSQL: each transaction sees only its user's rows
 
 Migration 0003 enables and forces policies on `tasks` and `idempotency_keys` that
-admit a row when `user_id = current_setting('app.user_id', true)`, or when
-`current_setting('app.bypass_rls', true) = 'on'`. Here every transaction of the
-ORM session starts by setting both with `set_config(..., true)`, which lasts until
-the end of that transaction only: nothing leaks into the next user of a pooled
-connection, and it works behind PgBouncer in transaction mode, where session
-state (`SET`) does not survive between transactions.
+admit a row when `user_id = current_setting('app.user_id', true)`, and every row to
+the role `<database>_operator`. Here every transaction of the ORM session starts by
+setting the user (and, to bypass, the operator role) with `set_config(..., true)`,
+which lasts until the end of that transaction only: nothing leaks into the next
+user of a pooled connection, and it works behind PgBouncer in transaction mode,
+where session state (`SET`) does not survive between transactions.
 
 The user is the request's `g.user_id`. Outside a request (the CLI) no user is set
 and no row is visible, unless the code says who it acts for (`acting_as`) or that
@@ -31,9 +31,13 @@ _acting_as: ContextVar[str | None] = ContextVar("todo_rls_acting_as", default=No
 # One round trip at the start of each transaction. statement_timeout rides along:
 # behind PgBouncer the connection's startup options (todo/config.py) are dropped,
 # and a per-transaction setting is the one that holds there too.
+# The role `none` is the connection's own (RESET ROLE). The operator role exists
+# once migration 0003 ran; before, there is nothing to bypass.
 SET_TRANSACTION = sa.text(
     "SELECT set_config('app.user_id', :user_id, true),"
-    " set_config('app.bypass_rls', :bypass, true),"
+    " set_config('role', CASE WHEN :bypass AND EXISTS (SELECT FROM pg_roles"
+    " WHERE rolname = current_database() || '_operator')"
+    " THEN current_database() || '_operator' ELSE 'none' END, true),"
     " set_config('statement_timeout', :statement_timeout, true)"
 )
 
@@ -52,7 +56,7 @@ def _set_transaction_user(session, transaction, connection):
         SET_TRANSACTION,
         {
             "user_id": current_user_id(),
-            "bypass": "on" if _bypass.get() else "off",
+            "bypass": _bypass.get(),
             "statement_timeout": str(current_app.config["DB_STATEMENT_TIMEOUT_MS"]),
         },
     )

@@ -154,11 +154,11 @@ class ErrorResponseSchema(ma.Schema):
 class _TaskInput(ma.Schema):
     """Fields a client may send back from a task it received; accepted and ignored."""
 
-    id = fields.Raw(load_only=True, metadata={"description": "Ignored."})
-    user_id = fields.Raw(load_only=True, metadata={"description": "Ignored."})
-    created_at = fields.Raw(load_only=True, metadata={"description": "Ignored."})
-    updated_at = fields.Raw(load_only=True, metadata={"description": "Ignored."})
-    completed_at = fields.Raw(load_only=True, metadata={"description": "Ignored."})
+    id = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    user_id = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    created_at = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    updated_at = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
+    completed_at = fields.Raw(load_only=True, allow_none=True, metadata={"description": "Ignored."})
 
     @ma.post_load
     def drop_read_only(self, data, **kwargs):

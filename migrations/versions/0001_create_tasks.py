@@ -22,7 +22,9 @@ def upgrade():
         sa.Column("title", sa.String(length=500), nullable=False),
         sa.Column(
             "title_lower",
-            sa.String(length=500).with_variant(sa.String(length=500, collation="C"), "postgresql"),
+            sa.String(length=1000).with_variant(
+                sa.String(length=1000, collation="C"), "postgresql"
+            ),
             nullable=False,
         ),
         sa.Column("description", sa.Text(), nullable=True),

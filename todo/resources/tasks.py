@@ -106,6 +106,7 @@ def check_if_match(task: Task) -> None:
 
 
 @blp.route("")
+@blp.errors(get=(401, 403), post=(401, 403, 413, 415))
 class Tasks(MethodView):
     @blp.arguments(TaskQueryArgsSchema, location="query")
     @blp.response(200, TaskListResponseSchema)
@@ -162,6 +163,7 @@ class Tasks(MethodView):
 
 
 @blp.route("/<task_id>")
+@blp.errors(get=(401, 403, 404), put=(401, 403, 404, 413, 415), delete=(401, 403, 404))
 class TaskById(MethodView):
     @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
     @blp.alt_response(304, description="Not modified: the task still has that ETag.")
@@ -199,6 +201,7 @@ class TaskById(MethodView):
 
 
 @blp.route("/<task_id>/complete")
+@blp.errors(patch=(401, 403, 404, 413, 415))
 class TaskCompletion(MethodView):
     @blp.arguments(TaskCompleteSchema, required=False)
     @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)

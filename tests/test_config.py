@@ -1,0 +1,393 @@
+"""Configuration: database URLs, the instance folder, production refusals, pools"""
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from conftest import TEST_SECRET, make_token
+
+from todo import create_app
+from todo.config import ConfigError, development_secret, from_env, normalize_database_url
+from todo.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASK = Path(sys.executable).parent / "flask"
+SETTINGS = (
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_JWKS_URL",
+    "JWT_ALGORITHMS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_USER_CLAIM",
+    "SECRET_KEY",
+    "ENVIRONMENT",
+    "CORS_ORIGINS",
+    "INSTANCE_PATH",
+    "FLASK_APP",
+    "MAX_CONTENT_LENGTH",
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
+    "DB_POOL_RECYCLE",
+    "DB_POOL_TIMEOUT",
+)
+PG_URL = "postgresql://todo:p%40ss@127.0.0.1:1/todo"  # nothing listens on port 1
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No configuration in the environment; the instance folder is a temp folder."""
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    return tmp_path / "instance"
+
+
+def build(**config):
+    app = create_app({"LOG_LEVEL": "WARNING", **config})
+    return app
+
+
+def engine_of(app):
+    with app.app_context():
+        return db.engine
+
+
+# DATABASE_URL
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
+        ("postgresql://u:p@h/d?sslmode=require", "postgresql+psycopg://u:p@h/d?sslmode=require"),
+        ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("sqlite:////tmp/x.sqlite3", "sqlite:////tmp/x.sqlite3"),
+        ("sqlite:///relative.sqlite3", "sqlite:///relative.sqlite3"),
+    ],
+)
+def test_database_urls_are_normalised(given, expected):
+    assert normalize_database_url(given) == expected
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
+def test_postgresql_urls_use_psycopg_3_without_connecting(clean_env, scheme):
+    app = build(DATABASE_URL=f"{scheme}://todo:p%40ss@127.0.0.1:1/todo")
+
+    url = engine_of(app).url
+    assert url.drivername == "postgresql+psycopg"
+    assert url.password == "p@ss"
+    assert url.port == 1
+
+
+def test_neon_pooler_hosts_get_no_prepared_statements_or_startup_options(clean_env):
+    app = build(DATABASE_URL="postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/db?sslmode=require")
+
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["connect_args"]["prepare_threshold"] is None
+    assert "options" not in options["connect_args"]
+    assert engine_of(app).url.query == {"sslmode": "require"}
+
+
+def test_direct_postgresql_gets_timeouts(clean_env):
+    app = build(DATABASE_URL=PG_URL)
+
+    connect_args = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert connect_args["connect_timeout"] == 5
+    assert connect_args["options"] == "-c statement_timeout=5000"
+    assert "prepare_threshold" not in connect_args
+
+
+def test_default_database_is_a_sqlite_file_in_the_instance_folder(clean_env):
+    app = build()
+
+    engine = engine_of(app)
+    assert engine.url.drivername == "sqlite"
+    assert engine.url.database == str(clean_env / "todo.sqlite3")
+    assert Path(app.instance_path) == clean_env
+
+
+@pytest.mark.parametrize("url", [None, "sqlite:///other.sqlite3"])
+def test_sqlite_connections_use_wal_and_foreign_keys(clean_env, url):
+    app = build(DATABASE_URL=url)
+
+    with app.app_context(), db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        database = db.engine.url.database
+    assert Path(database).parent == clean_env
+    db_engine = engine_of(app)
+    db_engine.dispose()
+
+
+def test_foreign_keys_are_enforced_on_sqlite(clean_env):
+    app = build()
+
+    with app.app_context(), db.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id))"
+        )
+    with app.app_context(), pytest.raises(sa.exc.IntegrityError), db.engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO child (parent_id) VALUES (42)")
+    engine_of(app).dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_works(clean_env, url):
+    app = build(DATABASE_URL=url, JWT_SECRET=TEST_SECRET)
+    with app.app_context():
+        flask_migrate.upgrade()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_token('alice')}"
+
+    created = client.post("/api/alice/tasks", json={"title": "in memory"})
+
+    assert created.status_code == 201
+    assert client.get("/api/alice/tasks").json["meta"]["total"] == 1
+    assert isinstance(engine_of(app).pool, sa.pool.StaticPool)
+    engine_of(app).dispose()
+
+
+# Development secret
+
+
+def test_development_with_no_configuration_creates_and_keeps_a_secret(clean_env):
+    first = build()
+    secret_file = clean_env / "dev-jwt-secret"
+
+    assert secret_file.is_file()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    secret = secret_file.read_text().strip()
+    assert len(secret) == 64 and int(secret, 16) >= 0
+    assert first.config["JWT_SECRET"] == secret
+    assert first.config["ENVIRONMENT"] == "development"
+    second = build()
+    assert second.config["JWT_SECRET"] == secret
+    assert secret_file.read_text().strip() == secret
+
+
+def test_processes_starting_together_agree_on_one_development_secret(tmp_path):
+    barrier = threading.Barrier(8)
+
+    def start():
+        barrier.wait()
+        return development_secret(str(tmp_path))
+
+    with ThreadPoolExecutor(8) as pool:
+        secrets = list(pool.map(lambda _: start(), range(8)))
+
+    assert len(set(secrets)) == 1 and len(secrets[0]) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["dev-jwt-secret"]
+
+
+def test_the_development_secret_verifies_its_tokens(clean_env):
+    app = build()
+    token = make_token("dev", secret=app.config["JWT_SECRET"])
+
+    with app.app_context():
+        verifier = app.extensions["todo.tokens"]
+        assert verifier.verify(token) == "dev"
+
+
+def test_instance_path_from_config_wins(clean_env, tmp_path):
+    app = build(INSTANCE_PATH=str(tmp_path / "elsewhere"))
+
+    assert Path(app.instance_path) == tmp_path / "elsewhere"
+    assert (tmp_path / "elsewhere" / "dev-jwt-secret").is_file()
+
+
+# Refusals
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"JWT_SECRET": TEST_SECRET}, "DATABASE_URL is required when ENVIRONMENT=production"),
+        (
+            {"DATABASE_URL": "sqlite:///x.sqlite3", "JWT_SECRET": TEST_SECRET},
+            "ENVIRONMENT=production needs PostgreSQL, not SQLite",
+        ),
+        ({"DATABASE_URL": PG_URL}, "set JWT_SECRET or JWT_JWKS_URL: no token can be verified"),
+        ({"DATABASE_URL": PG_URL, "JWT_SECRET": "x" * 31}, "JWT_SECRET must be at least 32 bytes"),
+    ],
+)
+def test_production_refusals(clean_env, config, message):
+    with pytest.raises(ConfigError) as raised:
+        build(ENVIRONMENT="production", **config)
+
+    assert str(raised.value) == message
+    assert not (clean_env / "dev-jwt-secret").exists()
+
+
+def test_production_with_a_key_and_postgresql_starts_without_a_database(clean_env):
+    app = build(ENVIRONMENT="production", DATABASE_URL=PG_URL, JWT_SECRET="s" * 32)
+
+    assert app.config["ENVIRONMENT"] == "production"
+
+
+def test_test_environment_also_needs_a_key(clean_env):
+    with pytest.raises(ConfigError, match="set JWT_SECRET or JWT_JWKS_URL"):
+        build(ENVIRONMENT="test")
+
+
+def test_unknown_environment_is_refused(clean_env):
+    with pytest.raises(ConfigError, match="ENVIRONMENT must be one of"):
+        build(ENVIRONMENT="prod")
+
+
+def production_env(tmp_path, **settings):
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update(ENVIRONMENT="production", INSTANCE_PATH=str(tmp_path), **settings)
+    return env
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "DATABASE_URL is required when ENVIRONMENT=production"),
+        (
+            {"DATABASE_URL": "sqlite:///todo.sqlite3", "JWT_SECRET": "s" * 32},
+            "ENVIRONMENT=production needs PostgreSQL, not SQLite",
+        ),
+        ({"DATABASE_URL": PG_URL}, "set JWT_SECRET or JWT_JWKS_URL: no token can be verified"),
+        ({"DATABASE_URL": PG_URL, "JWT_SECRET": "short"}, "JWT_SECRET must be at least 32 bytes"),
+        (
+            {"DATABASE_URL": PG_URL, "JWT_SECRET": "s" * 32, "DB_POOL_SIZE": "ten"},
+            "DB_POOL_SIZE must be an integer, not 'ten'",
+        ),
+    ],
+)
+def test_wsgi_prints_one_line_and_exits_non_zero(tmp_path, settings, message):
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=production_env(tmp_path, **settings),
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 4
+    assert result.stderr == f"configuration error: {message}\n"
+    assert result.stdout == ""
+
+
+def test_flask_command_prints_one_line_and_exits_non_zero(tmp_path):
+    result = subprocess.run(
+        [str(FLASK), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=production_env(tmp_path, DATABASE_URL=PG_URL),
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 4
+    assert result.stderr.splitlines() == [
+        "configuration error: set JWT_SECRET or JWT_JWKS_URL: no token can be verified"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_gunicorn_stops_instead_of_respawning_workers(tmp_path):
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+
+    result = subprocess.run(
+        [str(gunicorn), "-w", "2", "-b", "127.0.0.1:0", "--no-control-socket", "wsgi:app"],
+        cwd=ROOT,
+        env=production_env(tmp_path, DATABASE_URL=PG_URL, JWT_SECRET="short"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 4
+    assert "configuration error: JWT_SECRET must be at least 32 bytes" in result.stderr
+    assert "App failed to load" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_wsgi_imports_in_production_without_a_database(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi; print(wsgi.app.config['ENVIRONMENT'])"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=production_env(tmp_path, DATABASE_URL=PG_URL, JWT_SECRET="s" * 32),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "production\n"
+
+
+# Values from the environment
+
+
+def test_settings_from_the_environment(clean_env, monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", " https://a.example , https://b.example,,")
+    monkeypatch.setenv("JWT_ALGORITHMS", "HS256, HS512")
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "1024")
+    monkeypatch.setenv("JWT_LEEWAY_SECONDS", "5")
+    monkeypatch.setenv("ENVIRONMENT", " Production ")
+
+    settings = from_env()
+
+    assert settings["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
+    assert settings["JWT_ALGORITHMS"] == ["HS256", "HS512"]
+    assert settings["MAX_CONTENT_LENGTH"] == 1024
+    assert settings["JWT_LEEWAY_SECONDS"] == 5
+    assert settings["ENVIRONMENT"] == "production"
+
+
+def test_defaults_of_the_contract(clean_env):
+    settings = from_env()
+
+    assert settings["ENVIRONMENT"] == "development"
+    assert settings["JWT_USER_CLAIM"] == "sub"
+    assert settings["JWT_LEEWAY_SECONDS"] == 30
+    assert settings["MAX_CONTENT_LENGTH"] == 65536
+    assert settings["CORS_ORIGINS"] == []
+    assert settings["LOG_LEVEL"] == "INFO"
+    assert (
+        settings["DB_POOL_SIZE"],
+        settings["DB_MAX_OVERFLOW"],
+        settings["DB_POOL_RECYCLE"],
+        settings["DB_POOL_TIMEOUT"],
+    ) == (10, 20, 1800, 10)
+
+
+@pytest.mark.parametrize("url", [PG_URL, None])
+def test_pool_settings_come_from_db_pool_variables(clean_env, monkeypatch, url):
+    monkeypatch.setenv("DB_POOL_SIZE", "3")
+    monkeypatch.setenv("DB_MAX_OVERFLOW", "4")
+    monkeypatch.setenv("DB_POOL_RECYCLE", "60")
+    monkeypatch.setenv("DB_POOL_TIMEOUT", "7")
+
+    pool = engine_of(build(DATABASE_URL=url)).pool
+
+    assert isinstance(pool, sa.pool.QueuePool)
+    assert pool.size() == 3
+    assert pool._max_overflow == 4
+    assert pool._recycle == 60
+    assert pool._timeout == 7
+    # Connections are pinged after an idle spell (todo/database.py), not on every checkout.
+    assert pool._pre_ping is False
+
+
+def test_default_pool_settings(clean_env):
+    pool = engine_of(build(DATABASE_URL=PG_URL)).pool
+
+    assert (pool.size(), pool._max_overflow, pool._recycle, pool._timeout) == (10, 20, 1800, 10)

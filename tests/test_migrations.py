@@ -1,0 +1,130 @@
+"""Migrations: upgrade an empty database, no drift from the models, idempotent, reversible"""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+from conftest import TEST_SECRET, base_config, create_postgres_database, drop_postgres_database
+from flask_migrate.cli import db as db_commands
+from helpers import every_row, insert
+
+from todo import create_app
+from todo.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASK = Path(sys.executable).parent / "flask"
+
+
+@pytest.fixture
+def empty_database_url(backend, tmp_path):
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"todo_migrations_{uuid.uuid4().hex[:12]}"
+    url = create_postgres_database(name)
+    yield url
+    drop_postgres_database(name)
+
+
+@pytest.fixture
+def empty_app(empty_database_url):
+    app = create_app(base_config(empty_database_url))
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def flask_db(app, *args):
+    result = app.test_cli_runner().invoke(db_commands, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def tables(app):
+    with app.app_context():
+        return set(sa.inspect(db.engine).get_table_names())
+
+
+def version(app):
+    with app.app_context(), db.engine.connect() as connection:
+        if "alembic_version" not in sa.inspect(connection).get_table_names():
+            return None
+        return set(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def heads(app):
+    with app.app_context():
+        config = app.extensions["migrate"].migrate.get_config()
+        return set(ScriptDirectory.from_config(config).get_heads())
+
+
+def test_upgrade_an_empty_database_then_check_finds_no_drift(empty_app):
+    assert tables(empty_app) == set()
+
+    flask_db(empty_app, "upgrade")
+
+    assert {"tasks", "alembic_version"} <= tables(empty_app)
+    assert version(empty_app) == heads(empty_app)
+    flask_db(empty_app, "check")
+
+
+def test_upgrade_twice_is_harmless(empty_app):
+    flask_db(empty_app, "upgrade")
+    insert(empty_app, titles=["Keep"])
+
+    flask_db(empty_app, "upgrade")
+
+    assert version(empty_app) == heads(empty_app)
+    with empty_app.app_context(), every_row():
+        assert db.session.scalar(sa.text("SELECT title FROM tasks")) == "Keep"
+
+
+def test_downgrade_to_base_then_upgrade_again(empty_app):
+    flask_db(empty_app, "upgrade")
+
+    flask_db(empty_app, "downgrade", "base")
+
+    assert tables(empty_app) <= {"alembic_version"}
+    assert not version(empty_app)
+    flask_db(empty_app, "upgrade")
+    assert version(empty_app) == heads(empty_app)
+    flask_db(empty_app, "check")
+
+
+def test_check_detects_drift(empty_app):
+    flask_db(empty_app, "upgrade")
+    with empty_app.app_context():
+        db.session.execute(sa.text("DROP INDEX ix_tasks_user_title"))
+        db.session.commit()
+
+    result = empty_app.test_cli_runner().invoke(db_commands, ["check"])
+
+    assert result.exit_code != 0
+
+
+def test_the_flask_command_upgrades_and_checks(empty_database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("FLASK_APP", "ENVIRONMENT")}
+    env.update(
+        ENVIRONMENT="test",
+        DATABASE_URL=empty_database_url,
+        JWT_SECRET=TEST_SECRET,
+        INSTANCE_PATH=str(tmp_path),
+    )
+
+    for command in (["db", "upgrade"], ["db", "check"], ["db", "current"]):
+        result = subprocess.run(
+            [str(FLASK), *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    assert "(head)" in result.stdout

@@ -1,0 +1,138 @@
+"""Service endpoints without a token: liveness, readiness, the OpenAPI document and docs"""
+
+import uuid
+
+import pytest
+from conftest import base_config, create_postgres_database, drop_postgres_database
+
+from todo import create_app
+from todo.extensions import db
+from todo.health import expected_heads
+
+
+def test_healthz(anonymous):
+    response = anonymous.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json["data"] == {"status": "ok"}
+    assert response.json["meta"]["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_readyz_at_the_latest_migration(anonymous):
+    response = anonymous.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json["data"] == {"status": "ready"}
+
+
+@pytest.fixture
+def unmigrated_app(backend, tmp_path):
+    if backend == "sqlite":
+        app = create_app(base_config(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
+        yield app
+    else:
+        name = f"todo_unmigrated_{uuid.uuid4().hex[:12]}"
+        app = create_app(base_config(create_postgres_database(name)))
+        yield app
+        with app.app_context():
+            db.engine.dispose()
+        drop_postgres_database(name)
+
+
+def test_readyz_is_503_with_the_reason_on_an_unmigrated_database(unmigrated_app):
+    response = unmigrated_app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    error = response.json["error"]
+    assert error["code"] == "SERVICE_UNAVAILABLE"
+    heads = sorted(expected_heads(unmigrated_app))
+    assert error["message"] == (
+        f"Not ready: schema at no migration, expected {heads}: run flask db upgrade."
+    )
+
+
+UNREACHABLE = {
+    "sqlite": "sqlite:////nonexistent-todo-dir/sub/todo.sqlite3",
+    "postgresql": "postgresql://postgres@127.0.0.1:1/todo",  # nothing listens on port 1
+}
+
+
+@pytest.fixture
+def unreachable_app(backend):
+    app = create_app({**base_config(UNREACHABLE[backend]), "TESTING": False})
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(unreachable_app):
+    response = unreachable_app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    error = response.json["error"]
+    assert error["code"] == "SERVICE_UNAVAILABLE"
+    assert error["message"] == "Not ready: database unreachable (OperationalError)."
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+    assert "nonexistent" not in response.get_data(as_text=True)
+
+
+def test_healthz_answers_while_the_database_is_unreachable(unreachable_app):
+    assert unreachable_app.test_client().get("/healthz").status_code == 200
+
+
+def test_api_is_503_when_the_database_is_unreachable(unreachable_app, client_for):
+    client = unreachable_app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = client_for("alice").environ_base[
+        "HTTP_AUTHORIZATION"
+    ]
+
+    for response in (
+        client.get("/api/alice/tasks"),
+        client.post("/api/alice/tasks", json={"title": "x"}),
+    ):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert response.json["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert "OperationalError" not in response.get_data(as_text=True)
+
+
+def test_openapi_json_without_a_token(anonymous):
+    response = anonymous.get("/openapi.json")
+
+    assert response.status_code == 200
+    assert response.content_type == "application/json"
+    assert response.json["info"]["title"] == "todo"
+    assert response.json["openapi"] == "3.0.3"
+
+
+def test_docs_without_a_token_use_local_assets(anonymous):
+    response = anonymous.get("/docs")
+
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/html")
+    page = response.get_data(as_text=True)
+    assert "/docs/assets/swagger-ui-bundle.js" in page
+    assert "/openapi.json" in page
+    assert "cdn" not in page.lower() and "unpkg" not in page
+
+
+def test_docs_assets_serve_swagger_ui_locally(anonymous):
+    with anonymous.get("/docs/assets/swagger-ui-bundle.js") as response:
+        assert response.status_code == 200
+        assert "javascript" in response.content_type
+        assert len(response.get_data()) > 100_000
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/assets/nope.js",
+        "/docs/assets/../../setup.cfg",
+        "/docs/assets/%2e%2e/%2e%2e/setup.cfg",
+    ],
+)
+def test_docs_assets_serve_nothing_else(anonymous, path):
+    with anonymous.get(path) as response:
+        assert response.status_code == 404

@@ -498,6 +498,23 @@ def test_doctor_fails_when_row_level_security_is_off(tmp_path):
     )
 
 
+def test_doctor_fails_when_the_role_inherits_the_operator_policy(tmp_path):
+    with fresh_database("postgresql", tmp_path) as url:
+        app = create_app(base_config(url))
+        with app.app_context():
+            db.session.execute(sa.text("ALTER ROLE current_user INHERIT"))
+            db.session.commit()
+        result = invoke(app, "doctor")
+        with app.app_context():
+            db.engine.dispose()
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[7].startswith(
+        "FAIL  row security       role 'todo_ops_"
+    )
+    assert "inherits the operator role" in result.stdout.splitlines()[7]
+
+
 # The database is down, or has no schema
 
 

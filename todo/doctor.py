@@ -181,10 +181,12 @@ def check_row_security() -> Check:
             ).scalar()
             for name in tables
         }
-        role, bypasses = connection.execute(
+        role, bypasses, inherits_operator = connection.execute(
             sa.text(
-                "SELECT rolname, rolsuper OR rolbypassrls FROM pg_roles"
-                " WHERE rolname = current_user"
+                "SELECT rolname, rolsuper OR rolbypassrls,"
+                " EXISTS (SELECT FROM pg_roles o WHERE o.rolname = current_database()"
+                " || '_operator' AND pg_has_role(current_user, o.oid, 'USAGE'))"
+                " FROM pg_roles WHERE rolname = current_user"
             )
         ).one()
     off = [name for name, on in states.items() if not on]

@@ -4,6 +4,7 @@ import http
 
 import flask
 import flask_smorest
+import marshmallow as ma
 import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 from webargs import core
@@ -51,6 +52,13 @@ class Parser(FlaskParser):
     """webargs' parser, answering 400 (not 422) and 415 for a body that is not JSON."""
 
     DEFAULT_VALIDATION_STATUS = 400
+    # webargs ignores unknown query parameters by default; refuse them, as typos
+    # (`?stauts=pending`) would otherwise silently list everything.
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+    }
 
     def _raw_load_json(self, req):
         body = req.get_data(cache=True)

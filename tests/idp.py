@@ -116,12 +116,15 @@ class JWKSServer:
     """Serves {"keys": [...]} at /api/auth/jwks on 127.0.0.1, from a thread.
 
     `keys` may be changed while it runs (rotation); `fetches` counts the GETs;
-    `status` other than 200 makes it answer that status with no keys."""
+    `status` other than 200 makes it answer that status with no keys (and a
+    `Location` of `redirect_to`, if set); `body`, if set, is sent instead of the keys."""
 
     def __init__(self, keys=()):
         self.keys = [key.jwk for key in keys]
         self.fetches = 0
         self.status = 200
+        self.body = None
+        self.redirect_to = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,9 +132,12 @@ class JWKSServer:
                 server.fetches += 1
                 if self.path != "/api/auth/jwks" or server.status != 200:
                     self.send_response(404 if server.status == 200 else server.status)
+                    if server.redirect_to:
+                        self.send_header("Location", server.redirect_to)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                body = json.dumps({"keys": server.keys}).encode()
+                body = server.body or json.dumps({"keys": server.keys}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import TEST_SECRET, base_config, make_token
 from tests.idp import (
@@ -17,6 +18,7 @@ from tests.idp import (
     ISSUER,
     FakeClock,
     JWKSServer,
+    SigningKey,
     SilentServer,
     better_auth_user_id,
     claims,
@@ -317,6 +319,18 @@ def test_rejected_tokens_are_invalid_token(jwks_app, keys, provider, name):
     assert_refused(call(jwks_app, REJECTIONS[name](keys)))
 
 
+def test_rsa_key_under_2048_bits_is_refused(make_app):
+    weak = SigningKey("RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    server = JWKSServer([weak])
+    try:
+        app = make_app(**jwks_config(server.url))
+        with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):  # pyjwt signs, and warns
+            token = weak.token()
+        assert_refused(call(app, token))
+    finally:
+        server.stop()
+
+
 def test_key_declared_for_encryption_is_refused(make_app, keys):
     enc = keys["EdDSA"].with_kid("enc-key", use="enc")
     server = JWKSServer([enc])
@@ -389,6 +403,7 @@ def test_old_secret_is_refused_once_the_rotation_is_over(make_app):
         ({"JWT_ALGORITHMS": ["none"]}, "unsupported algorithm"),
         ({"JWT_ALGORITHMS": ["HS256", "XS999"]}, "unsupported algorithm"),
         ({"JWT_ALGORITHMS": ["EdDSA"]}, "names no algorithm"),  # no JWKS to verify it
+        ({"JWT_ALGORITHMS": ["HS256", "HS512"]}, "HS512 needs a JWT_SECRET of at least 64"),
         (
             {
                 "JWT_SECRET": None,

@@ -174,6 +174,9 @@ class TokenVerifier:
         self.leeway = config["JWT_LEEWAY_SECONDS"]
         self.user_claim = config["JWT_USER_CLAIM"]
         self.options = {"require": ["exp", self.user_claim], "verify_aud": bool(self.audience)}
+        # Public keys under the recommended size (RSA < 2048 bits) are refused, not
+        # merely warned about on every request.
+        self.public_key_options = {**self.options, "enforce_minimum_key_length": True}
         self.jwks = None
         if config["JWT_JWKS_URL"]:
             self.jwks = JWKSKeys(
@@ -208,7 +211,7 @@ class TokenVerifier:
             claims = self._decode(token, algorithm, self.signing_keys(header, algorithm))
         except jwt.ExpiredSignatureError:
             raise TokenError("TOKEN_EXPIRED", "The token has expired.") from None
-        except jwt.InvalidTokenError:
+        except jwt.PyJWTError:  # InvalidTokenError, or InvalidKeyError for a weak key
             raise TokenError("INVALID_TOKEN", "The token is not valid.") from None
         user_id = claims[self.user_claim]
         if not isinstance(user_id, str) or not 1 <= len(user_id) <= USER_ID_MAX:
@@ -226,7 +229,7 @@ class TokenVerifier:
                     issuer=self.issuer,
                     audience=self.audience,
                     leeway=self.leeway,
-                    options=self.options,
+                    options=self.options if isinstance(key, str) else self.public_key_options,
                 )
             except jwt.InvalidSignatureError:
                 if index == len(keys) - 1:

@@ -166,6 +166,13 @@ def _finalize_tokens(config: dict, env: str, instance_path: str):
             "JWT_ALGORITHMS names no algorithm the configured keys can verify "
             "(HS* need JWT_SECRET, the others JWT_JWKS_URL)"
         )
+    # pyjwt warns on every token when an HMAC key is shorter than the hash.
+    for algorithm in set(algorithms) & {"HS384", "HS512"}:
+        needed = int(algorithm[2:]) // 8
+        for name in ("JWT_SECRET", "JWT_SECRET_PREVIOUS"):
+            value = config.get(name)
+            if value and len(value.encode()) < needed:
+                raise ConfigError(f"{algorithm} needs a {name} of at least {needed} bytes")
     config["JWT_ALGORITHMS"] = list(algorithms)
     return secret
 

@@ -16,7 +16,7 @@ import time
 import jwt
 from flask import current_app, g, request
 from flask_smorest import abort
-from jwt.exceptions import PyJWKClientError, PyJWKError
+from jwt.exceptions import PyJWKClientError
 
 from todo.config import HMAC_ALGORITHMS, ConfigError
 from todo.models import USER_ID_MAX
@@ -149,10 +149,17 @@ class JWKSKeys:
                 continue
             try:
                 key = jwt.PyJWK(jwk)
-            except PyJWKError as error:  # an unknown key type or a broken key: skip it
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+                # an unknown key type or a broken key: skip it, keep the others
                 log.warning("JWKS key %r skipped: %s", jwk.get("kid"), error)
                 continue
             keys.setdefault(jwk["kid"], []).append((jwk, key))
+        if not keys:
+            # A provider answering with no usable key is broken, not a proof that
+            # every token is forged: keep the keys known so far.
+            self._reachable = False
+            log.warning("JWKS fetch failed: no usable signing key in the answer")
+            return
         self._keys = keys
         self._fetched_at = self._attempted_at
         self._reachable = True

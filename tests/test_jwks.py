@@ -4,9 +4,18 @@ A JWKS is served over HTTP on 127.0.0.1 with generated Ed25519, P-256, P-521 and
 RSA keys; the app fetches it as it would fetch Better Auth's /api/auth/jwks.
 """
 
+import json
+import os
 import re
 import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
@@ -444,3 +453,87 @@ def test_pyjwt_refuses_what_the_forged_tokens_do(keys):
     # why the confusion tokens are forged by hand.
     with pytest.raises(jwt.InvalidKeyError):
         jwt.encode({"sub": "alice"}, keys["EdDSA"].public_pem(), algorithm="HS256")
+
+
+# End to end: gunicorn started as the README says, a token minted as Better Auth does
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(url, process, log):
+    for _ in range(300):  # up to 30 s for the workers to boot
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"gunicorn did not answer at {url}:\n{log.read_text()}")
+
+
+def _request(method, url, token=None, body=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+
+def test_better_auth_tokens_against_gunicorn_as_the_readme_starts_it(
+    backend, database_url, keys, tmp_path
+):
+    provider = JWKSServer([keys["EdDSA"], keys["ES256"]])
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "FLASK_"))},
+        # production needs PostgreSQL; the SQLite half runs the same server in development
+        "ENVIRONMENT": "production" if backend == "postgresql" else "development",
+        "DATABASE_URL": database_url,
+        "JWT_JWKS_URL": provider.url,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "CORS_ORIGINS": "https://app.example.com",
+        "SECRET_KEY": CURSOR_KEY,
+        "PORT": str(port),
+        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 2",
+    }
+    log = tmp_path / "gunicorn.log"
+    root = Path(__file__).resolve().parent.parent
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(gunicorn), "wsgi:app"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_serving(f"{base}/healthz", process, log)
+        user = better_auth_user_id()
+        api = f"{base}/api/{user}/tasks"
+
+        status, headers, body = _request("POST", api, keys["EdDSA"].token(user), {"title": "t"})
+        assert status == 201, (body, log.read_text())
+        assert body["data"]["user_id"] == user
+        for _ in range(4):  # both workers, each with its own JWKS cache
+            status, _, body = _request("GET", api, keys["ES256"].token(user))
+            assert status == 200 and body["meta"]["total"] == 1
+
+        status, headers, body = _request("GET", api)
+        assert (status, headers["WWW-Authenticate"]) == (401, "Bearer")
+        status, _, body = _request("GET", api, keys["EdDSA"].token(user, ttl=-120))
+        assert (status, body["error"]["code"]) == (401, "TOKEN_EXPIRED")
+        status, _, _ = _request("GET", api, keys["EdDSA"].token("someone-else"))
+        assert status == 403
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        provider.stop()

@@ -476,8 +476,8 @@ def _wait_until_serving(url, process, log):
     pytest.fail(f"gunicorn did not answer at {url}:\n{log.read_text()}")
 
 
-def _request(method, url, token=None, body=None):
-    headers = {"Content-Type": "application/json"}
+def _request(method, url, token=None, body=None, extra_headers=None):
+    headers = {"Content-Type": "application/json", **(extra_headers or {})}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(body).encode() if body is not None else None
@@ -486,7 +486,13 @@ def _request(method, url, token=None, body=None):
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+        with error:
+            content = error.read()
+        try:
+            body = json.loads(content or b"null")
+        except ValueError:  # not from the app (gunicorn's own refusals are not JSON)
+            body = content
+        return error.code, dict(error.headers), body
 
 
 def test_better_auth_tokens_against_gunicorn_as_the_readme_starts_it(
@@ -533,6 +539,14 @@ def test_better_auth_tokens_against_gunicorn_as_the_readme_starts_it(
         assert (status, body["error"]["code"]) == (401, "TOKEN_EXPIRED")
         status, _, _ = _request("GET", api, keys["EdDSA"].token("someone-else"))
         assert status == 403
+
+        # a huge header is refused by the server before the app (gunicorn's field limit)
+        padding = {"X-Padding": "x" * 20_000}
+        status, _, body = _request("GET", api, keys["EdDSA"].token(user), None, padding)
+        assert status in (400, 431) and b"Request Header" in body, body
+        small = {"X-Padding": "x" * 1_000}
+        assert _request("GET", api, keys["EdDSA"].token(user), None, small)[0] == 200
+        assert _request("GET", api, keys["EdDSA"].token(user))[0] == 200  # still serving
     finally:
         process.terminate()
         process.wait(timeout=30)

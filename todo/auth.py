@@ -84,7 +84,13 @@ class JWKSKeys:
 
     def __init__(self, url: str, timeout: float, lifespan: float, min_interval: float):
         try:
-            self.client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+            self.client = jwt.PyJWKClient(
+                url,
+                cache_jwk_set=False,
+                timeout=timeout,
+                # urllib's default agent is refused by some CDNs in front of providers
+                headers={"User-Agent": "todo-api/1.0 (JWKS fetch)"},
+            )
         except PyJWKClientError as error:
             raise ConfigError(f"JWT_JWKS_URL: {error}") from None
         self.lifespan = lifespan

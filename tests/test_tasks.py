@@ -5,14 +5,8 @@ import uuid
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 TASK_FIELDS = {
-    "id",
-    "user_id",
-    "title",
-    "description",
-    "is_completed",
-    "completed_at",
-    "created_at",
-    "updated_at",
+    "id", "user_id", "title", "description", "is_completed",
+    "completed_at", "created_at", "updated_at",
 }
 
 

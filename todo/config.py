@@ -4,6 +4,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -11,6 +12,11 @@ ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 JWKS_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
+# Every asymmetric algorithm that pyjwt verifies; JWT_ALGORITHMS may name any of these.
+ASYMMETRIC_ALGORITHMS = (
+    "EdDSA", "ES256", "ES256K", "ES384", "ES512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+)  # fmt: skip
 
 
 class ConfigError(RuntimeError):
@@ -27,6 +33,19 @@ def _int(environ, name, default):
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _number(environ, name, default):
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a non-negative number, not {raw!r}")
+    return value
+
+
 def _list(raw):
     return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
@@ -38,7 +57,11 @@ def from_env(environ=os.environ) -> dict:
         "DATABASE_URL": environ.get("DATABASE_URL") or None,
         "SECRET_KEY": environ.get("SECRET_KEY") or None,
         "JWT_SECRET": environ.get("JWT_SECRET") or None,
+        "JWT_SECRET_PREVIOUS": environ.get("JWT_SECRET_PREVIOUS") or None,
         "JWT_JWKS_URL": environ.get("JWT_JWKS_URL") or None,
+        "JWT_JWKS_TIMEOUT_SECONDS": _number(environ, "JWT_JWKS_TIMEOUT_SECONDS", 3),
+        "JWT_JWKS_CACHE_SECONDS": _number(environ, "JWT_JWKS_CACHE_SECONDS", 300),
+        "JWT_JWKS_MIN_REFRESH_SECONDS": _number(environ, "JWT_JWKS_MIN_REFRESH_SECONDS", 10),
         "JWT_ALGORITHMS": _list(environ.get("JWT_ALGORITHMS")) or None,
         "JWT_ISSUER": environ.get("JWT_ISSUER") or None,
         "JWT_AUDIENCE": environ.get("JWT_AUDIENCE") or None,
@@ -120,6 +143,55 @@ def development_secret(instance_path: str) -> str:
     return path.read_text().strip()
 
 
+def _finalize_tokens(config: dict, env: str, instance_path: str):
+    """Check the JWT_* settings and fill the algorithm allow-list; returns the secret."""
+    secret = config["JWT_SECRET"]
+    jwks_url = config["JWT_JWKS_URL"]
+    if not secret and not jwks_url:
+        if env != "development":
+            raise ConfigError("set JWT_SECRET or JWT_JWKS_URL: no token can be verified")
+        secret = config["JWT_SECRET"] = development_secret(instance_path)
+    if config.get("JWT_SECRET_PREVIOUS") and not secret:
+        raise ConfigError("JWT_SECRET_PREVIOUS is only read beside JWT_SECRET")
+    if env == "production":
+        for name in ("JWT_SECRET", "JWT_SECRET_PREVIOUS"):
+            value = config.get(name)
+            if value and len(value.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
+    if jwks_url and (
+        urlsplit(jwks_url).scheme not in ("http", "https") or not urlsplit(jwks_url).netloc
+    ):
+        raise ConfigError(f"JWT_JWKS_URL must be an http(s) URL, not {jwks_url!r}")
+
+    algorithms = config["JWT_ALGORITHMS"]
+    if isinstance(algorithms, str):
+        algorithms = _list(algorithms)
+    if not algorithms:
+        algorithms = [*(["HS256"] if secret else []), *(JWKS_ALGORITHMS if jwks_url else [])]
+    unknown = [a for a in algorithms if a not in HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS]
+    if unknown:
+        raise ConfigError(f"JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unknown)}")
+    usable = [
+        a
+        for a in algorithms
+        if (a in HMAC_ALGORITHMS and secret) or (a in ASYMMETRIC_ALGORITHMS and jwks_url)
+    ]
+    if not usable:
+        raise ConfigError(
+            "JWT_ALGORITHMS names no algorithm the configured keys can verify "
+            "(HS* need JWT_SECRET, the others JWT_JWKS_URL)"
+        )
+    # pyjwt warns on every token when an HMAC key is shorter than the hash.
+    for algorithm in set(algorithms) & {"HS384", "HS512"}:
+        needed = int(algorithm[2:]) // 8
+        for name in ("JWT_SECRET", "JWT_SECRET_PREVIOUS"):
+            value = config.get(name)
+            if value and len(value.encode()) < needed:
+                raise ConfigError(f"{algorithm} needs a {name} of at least {needed} bytes")
+    config["JWT_ALGORITHMS"] = list(algorithms)
+    return secret
+
+
 def finalize(config: dict, instance_path: str) -> None:
     """Check the settings, fill the derived ones, and refuse what cannot run."""
     env = config["ENVIRONMENT"]
@@ -140,19 +212,7 @@ def finalize(config: dict, instance_path: str) -> None:
         **config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
     }
 
-    secret = config["JWT_SECRET"]
-    if not secret and not config["JWT_JWKS_URL"]:
-        if env != "development":
-            raise ConfigError("set JWT_SECRET or JWT_JWKS_URL: no token can be verified")
-        secret = config["JWT_SECRET"] = development_secret(instance_path)
-    if secret and len(secret.encode()) < MIN_SECRET_BYTES and production:
-        raise ConfigError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
-
-    if not config["JWT_ALGORITHMS"]:
-        config["JWT_ALGORITHMS"] = [
-            *(["HS256"] if secret else []),
-            *(JWKS_ALGORITHMS if config["JWT_JWKS_URL"] else []),
-        ]
+    secret = _finalize_tokens(config, env, instance_path)
 
     # Signs the list cursors. Every worker must share it, so it comes from the
     # environment: SECRET_KEY, else the token secret.

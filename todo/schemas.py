@@ -1,5 +1,7 @@
 """Marshmallow schemas: request bodies and query arguments, responses, errors"""
 
+from datetime import UTC
+
 import marshmallow as ma
 import sqlalchemy as sa
 from marshmallow import fields, validate
@@ -14,6 +16,13 @@ READ_ONLY_FIELDS = ("id", "user_id", "created_at", "updated_at", "completed_at")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+# JSON Schema (ECMA) patterns: no NUL; and for trimmed text, at least one character
+# that str.strip() keeps. (Lone surrogates cannot be written in such a pattern.)
+_SPACES = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x10000)) if c.isspace())
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+NOT_BLANK_PATTERN = rf"^[^\u0000]*[^{_SPACES}\u0000][^\u0000]*$"
+
+
 class Text(fields.String):
     """A string that PostgreSQL can store: no NUL, no lone surrogate; optionally trimmed."""
 
@@ -23,7 +32,10 @@ class Text(fields.String):
     }
 
     def __init__(self, *, strip=False, **kwargs):
-        super().__init__(**kwargs)
+        # Documented as a pattern, so that clients (and the fuzzer) know the rule.
+        pattern = NOT_BLANK_PATTERN if strip else NO_NUL_PATTERN
+        metadata = {"pattern": pattern, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
         self.strip = strip
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -47,8 +59,17 @@ class StrictBoolean(fields.Boolean):
 
 
 class UTCTime(fields.DateTime):
+    """Dumps as ISO 8601 in UTC with microseconds and a Z suffix.
+
+    The format is applied in `_serialize`, not passed as `format=`: apispec documents
+    a custom format as `"format": null`, which is not valid OpenAPI."""
+
     def __init__(self, **kwargs):
-        super().__init__(format=TIME_FORMAT, **kwargs)
+        metadata = {"pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"}
+        super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 # Responses

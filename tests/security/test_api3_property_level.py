@@ -1,0 +1,82 @@
+"""OWASP API3, broken object property-level authorisation: a body never sets the
+owner, the id, or the server's timestamps, and answers show only the eight fields"""
+
+import pytest
+
+TASK_FIELDS = {
+    "id", "user_id", "title", "description", "is_completed",
+    "completed_at", "created_at", "updated_at",
+}  # fmt: skip
+FORGED = {
+    "id": "00000000-0000-4000-8000-000000000000",
+    "user_id": "bob",
+    "created_at": "2000-01-01T00:00:00.000000Z",
+    "updated_at": "2000-01-01T00:00:00.000000Z",
+    "completed_at": "2000-01-01T00:00:00.000000Z",
+}
+
+
+def test_create_ignores_owner_id_and_timestamps(alice, bob):
+    response = alice.post("/api/alice/tasks", json={"title": "mine", **FORGED})
+
+    assert response.status_code == 201
+    task = response.json["data"]
+    assert set(task) == TASK_FIELDS
+    assert task["user_id"] == "alice"
+    assert task["id"] != FORGED["id"]
+    assert task["created_at"] > "2020" and task["updated_at"] == task["created_at"]
+    assert task["completed_at"] is None and task["is_completed"] is False
+    assert bob.get("/api/bob/tasks").json["meta"]["total"] == 0
+    assert alice.get(f"/api/alice/tasks/{FORGED['id']}").status_code == 404
+
+
+def test_put_ignores_owner_id_and_timestamps(alice, bob, create):
+    task = create(alice, "alice", "before")
+
+    response = alice.put(
+        f"/api/alice/tasks/{task['id']}",
+        json={"title": "after", "is_completed": True, **FORGED},
+    )
+
+    assert response.status_code == 200
+    updated = response.json["data"]
+    assert updated["id"] == task["id"] and updated["user_id"] == "alice"
+    assert updated["created_at"] == task["created_at"]
+    assert updated["updated_at"] > task["updated_at"]
+    assert updated["completed_at"] > "2020"  # set by the server, not the body
+    assert bob.get("/api/bob/tasks").json["meta"]["total"] == 0
+
+
+def test_sending_back_a_received_task_changes_only_what_a_client_may(alice, create):
+    task = create(alice, "alice", "round trip")
+    response = alice.put(f"/api/alice/tasks/{task['id']}", json=task)
+    assert response.status_code == 200
+    assert response.json["data"] == task  # nothing changed, not even updated_at
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"user_id": "bob"}, {"completed_at": "2000-01-01T00:00:00.000000Z"}, {"is_admin": True}],
+)
+def test_complete_refuses_other_fields(alice, create, body):
+    task = create(alice, "alice")
+    response = alice.patch(f"/api/alice/tasks/{task['id']}/complete", json=body)
+    assert response.status_code == 400
+    assert alice.get(f"/api/alice/tasks/{task['id']}").json["data"] == task
+
+
+@pytest.mark.parametrize("field", ["is_admin", "owner", "role", "version"])
+def test_unknown_properties_are_refused(alice, create, field):
+    task = create(alice, "alice")
+    created = alice.post("/api/alice/tasks", json={"title": "x", field: "bob"})
+    updated = alice.put(f"/api/alice/tasks/{task['id']}", json={"title": "x", field: 1})
+    assert (created.status_code, updated.status_code) == (400, 400)
+    assert created.json["error"]["details"] == {"json": {field: ["Unknown field."]}}
+
+
+def test_answers_show_exactly_the_eight_fields(alice, create):
+    task = create(alice, "alice", is_completed=True)
+    listed = alice.get("/api/alice/tasks").json["data"]
+    single = alice.get(f"/api/alice/tasks/{task['id']}").json["data"]
+    assert [set(t) for t in listed] == [TASK_FIELDS]
+    assert set(single) == TASK_FIELDS

@@ -393,13 +393,15 @@ def fmt(value, digits=1):
 
 def results_table(rows):
     lines = [
-        "| Scenario | Conns | Requests/s | × floor | p50 ms | p95 ms | p99 ms | max ms | Errors |",
+        "| Scenario | Conns | Requests/s | % of floor | p50 ms | p95 ms | p99 ms | max ms "
+        "| Errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         s, lat = row.stats, row.stats["latency_ms"]
         label = "floor (constant JSON)" if row.scenario == "floor" else SCENARIOS[row.scenario]
-        ratio = "1.00" if row.scenario == "floor" else fmt(row.ratio, 2)
+        ratio = "100 %" if row.scenario == "floor" else (
+            "-" if row.ratio is None else f"{row.ratio:.1%}".replace("%", " %"))
         lines.append(
             f"| {label} | {row.connections} | {fmt(s['rps'])} | {ratio} | {fmt(lat['p50'])} | "
             f"{fmt(lat['p95'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {s['errors']} |"
@@ -453,7 +455,7 @@ def write_results(path, context):
         "",
         *results_table(c["rows"]),
         "",
-        "× floor: requests/s as a fraction of the constant-JSON Flask route served by the "
+        "% of floor: requests/s as a fraction of the constant-JSON Flask route served by the "
         "same gunicorn configuration at the same number of connections. Errors: wrk socket "
         "errors (connect, read, write, timeout) plus responses with a status >= 400.",
         "",
@@ -528,6 +530,40 @@ def write_results(path, context):
         "",
     ]
     Path(path).write_text("\n".join(lines))
+
+
+README_BEGIN = "<!-- benchmark-results:begin (written by benchmarks/run.py) -->"
+README_END = "<!-- benchmark-results:end -->"
+
+
+def update_readme(context):
+    """Put the table of this reference run into the README's "Performance" section."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        log("README.md has no benchmark-results markers: not updated")
+        return
+    m = context["machine"]
+    block = [
+        README_BEGIN,
+        f"Reference run of {context['finished']} on {m['cores']} cores ({m['cpu']}), "
+        f"{m['memory_gb']} GB; {context['duration']} s per scenario; "
+        f"{context['users']} users × {context['per_user']} tasks "
+        f"([benchmarks/RESULTS.md](benchmarks/RESULTS.md) has the machine, versions, "
+        "memory and seed rate):",
+        "",
+        *results_table(context["rows"]),
+        "",
+        "| Target (issue 7) | Measured | Result |",
+        "|---|---|---|",
+        *(f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
+          for name, value, ok in context["checks"]),
+        README_END,
+    ]
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + "\n".join(block) + tail)
+    log("updated the table of README.md's Performance section")
 
 
 # --------------------------------------------------------------------------- main
@@ -711,6 +747,8 @@ def main():
          for r in rows], indent=1))
     results_path = args.out / "RESULTS.md"
     write_results(results_path, context)
+    if not args.trial and args.out == HERE:
+        update_readme(context)
     print()
     print("\n".join(results_table(rows)))
     print()

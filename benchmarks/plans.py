@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import sqlalchemy as sa
@@ -51,7 +52,7 @@ class Recorder:
 
 
 def requests_for(user_id, task_ids):
-    base = f"/api/{user_id}/tasks"
+    base = f"/api/{quote(user_id, safe='')}/tasks"
     one, put, patch, gone = task_ids[0], task_ids[1], task_ids[2], task_ids[3]
     return [
         ("GET one task", "GET", f"{base}/{one}", None),

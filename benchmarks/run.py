@@ -529,7 +529,8 @@ def write_results(path, context):
         "```",
         "",
     ]
-    Path(path).write_text("\n".join(lines))
+    # paths relative to the repository, as a reader would type them
+    Path(path).write_text("\n".join(lines).replace(str(ROOT) + "/", ""))
 
 
 README_BEGIN = "<!-- benchmark-results:begin (written by benchmarks/run.py) -->"
@@ -732,7 +733,8 @@ def main():
         "seed": seed_info,
         "api_command": api.command,
         "floor_command": floor.command,
-        "server_env": "ENVIRONMENT=production LOG_LEVEL=" + prod_env["LOG_LEVEL"]
+        "server_env": "HOST=127.0.0.1 PORT=<a free port> ENVIRONMENT=production LOG_LEVEL="
+        + prod_env["LOG_LEVEL"]
         + " JWT_SECRET=<random> DATABASE_URL=<the benchmark database>"
         + "".join(f" {k}={os.environ[k]}" for k in
                   ("WEB_CONCURRENCY", "DB_POOL_SIZE", "DB_MAX_OVERFLOW") if k in os.environ),

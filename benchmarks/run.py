@@ -459,6 +459,13 @@ def write_results(path, context):
         "same gunicorn configuration at the same number of connections. Errors: wrk socket "
         "errors (connect, read, write, timeout) plus responses with a status >= 400.",
         "",
+        "Responses by status: "
+        + "; ".join(
+            f"{row.scenario} c={row.connections}: "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(row.stats["statuses"].items()))
+            for row in c["rows"]
+        ) + ".",
+        "",
         "## Targets (issue 7)",
         "",
         "| Target | Measured | Result |",
@@ -481,6 +488,7 @@ def write_results(path, context):
         f"`{c['seed']['printed_line']}`",
         "",
         f"- rate it printed: {fmt(c['seed']['printed_rate'], 0)} tasks/s",
+        f"- found in the database afterwards: {c['seed']['found']}",
         f"- wall time of the command (process start included): {c['seed']['wall_s']:.2f} s, "
         f"{c['seed']['wall_rate']:,.0f} tasks/s",
         "",
@@ -629,8 +637,12 @@ def environments(db_url):
     }
     base.pop("FLASK_APP", None)
     # The seed mints development tokens, which production refuses to do; they are
-    # signed with the same JWT_SECRET that the production server verifies.
-    return {**base, "ENVIRONMENT": "production"}, {**base, "ENVIRONMENT": "development"}
+    # signed with the same JWT_SECRET that the production server verifies. Its bulk
+    # statements get a minute rather than the API's per-statement budget (5 s by
+    # default), which a busy shared machine can exceed.
+    seed_env = {**base, "ENVIRONMENT": "development"}
+    seed_env.setdefault("DB_STATEMENT_TIMEOUT_MS", "60000")
+    return {**base, "ENVIRONMENT": "production"}, seed_env
 
 
 def prepare(args, db_url, prod_env, seed_env, run_dir):
@@ -642,12 +654,24 @@ def prepare(args, db_url, prod_env, seed_env, run_dir):
                  "(or unset DATABASE_URL to let the benchmark create one)")
     tokens_file = run_dir / "tokens.json"
     seed_info = seed(seed_env, args.users, args.tasks_per_user, tokens_file)
+    if not tokens_file.exists():
+        fail(f"the seed wrote no tokens file ({tokens_file})")
     tokens = json.loads(tokens_file.read_text())
     if not tokens:
         fail(f"the seed wrote no tokens to {tokens_file}")
     # What autovacuum would do soon after a bulk load; makes the plans reproducible.
     with psycopg.connect(psycopg_url(db_url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE tasks")
+        users, total, least, most = conn.execute(
+            "SELECT count(*), coalesce(sum(n), 0), min(n), max(n)"
+            " FROM (SELECT count(*) AS n FROM tasks GROUP BY user_id) AS per_user"
+        ).fetchone()
+    seed_info["found"] = (
+        f"{total:,} tasks of {users} users ({least} to {most} per user), {len(tokens)} tokens"
+    )
+    if total != args.users * args.tasks_per_user or users != args.users:
+        log(f"warning: expected {args.users} users x {args.tasks_per_user} tasks, "
+            f"found {seed_info['found']}")
     log(f"seeded {len(tokens)} users; {seed_info['printed_line']}")
     return seed_info, tokens, tokens_file
 

@@ -32,7 +32,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
+try:
+    import psycopg
+except ImportError:  # not the project's virtualenv
+    raise SystemExit(
+        "run the benchmark with the project's virtualenv: "
+        ".venv/bin/python benchmarks/run.py (after pip install -e '.[dev]')"
+    ) from None
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -718,6 +724,9 @@ def main():
     run_dir = OUT / f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
     run_dir.mkdir(parents=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    for tool in ("flask", "gunicorn"):
+        if not (BIN / tool).exists():
+            fail(f"no {tool} beside {sys.executable}: run this with the project's virtualenv")
     ensure_wrk()
     started = time.monotonic()
 

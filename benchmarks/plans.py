@@ -29,7 +29,7 @@ DML = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
 EXECUTION = re.compile(r"Execution Time: ([\d.]+) ms")
 PLANNING = re.compile(r"Planning Time: ([\d.]+) ms")
 INDEX = re.compile(
-    r"(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)"
+    r"((?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?) (?:using|on) (\w+)"
 )
 
 
@@ -80,7 +80,7 @@ def summarize(plan):
     return {
         "execution_ms": float(execution.group(1)) if execution else None,
         "planning_ms": float(planning.group(1)) if planning else None,
-        "indexes": sorted(set(INDEX.findall(plan))),
+        "indexes": sorted({f"{name} ({scan.lower()})" for scan, name in INDEX.findall(plan)}),
         "sort": any(line.strip().startswith(("Sort ", "->  Sort ", "Incremental Sort"))
                     or "->  Incremental Sort" in line for line in plan.splitlines()),
         "seq_scan": "Seq Scan" in plan,
@@ -138,7 +138,7 @@ def main():
         "(and `VACUUM ANALYZE tasks`), with the app's own bind values. Recorded by "
         "`benchmarks/plans.py` (run by `benchmarks/run.py`); times are one warm execution.",
         "",
-        "| Endpoint | Statement | Execution ms | Indexes | Sort node | Seq scan |",
+        "| Endpoint | Statement | Execution ms | Index (scan) | Sort node | Seq scan |",
         "|---|---|---:|---|---|---|",
     ]
     for entry in recorder.entries:

@@ -1,19 +1,21 @@
 -- wrk script of the benchmark (benchmarks/run.py runs it; see benchmarks/README.md).
 --
---   wrk -t T -c C -d D -s benchmarks/bench.lua URL -- SCENARIO DATAFILE THREADS
+--   wrk -t T -c C -d D -s benchmarks/bench.lua URL -- SCENARIO DATAFILE THREADS RUN
 --
 -- DATAFILE has one line per user: user id, bearer token, comma-separated task ids
 -- and a string of 0/1 flags (is_completed of each task), tab-separated. Every
 -- thread reads all of it and keeps its own share of the (user, task) pairs:
 -- pairs are interleaved across users (task 1 of every user, then task 2...) and
 -- dealt round-robin to the threads, so consecutive requests rotate over all users
--- and no two threads ever touch the same task. `delete` walks its share once and
+-- and no two threads ever touch the same task. RUN tags the titles this run
+-- writes, so that an update never repeats a title a previous run wrote (a PUT
+-- that changes nothing writes nothing). `delete` walks its share once and
 -- never reuses an id; when a share runs out the thread stops and reports it.
 --
 -- done() prints one line "BENCH_JSON {...}" with the rate, latency percentiles,
 -- socket errors and the count of every HTTP status seen by response().
 
-local scenario, nthreads
+local scenario, nthreads, run
 tid = 0              -- set per thread by setup()
 local users = {}     -- {auth = "Bearer ...", base = "/api/<user>/tasks"}
 local share = {}     -- this thread's {user index, task id}
@@ -72,7 +74,7 @@ local function load(path)
 end
 
 function init(args)
-   scenario, nthreads = args[1], tonumber(args[3] or "1")
+   scenario, nthreads, run = args[1], tonumber(args[3] or "1"), args[4] or "run"
    if scenario ~= "floor" then load(args[2]) end
 end
 
@@ -101,13 +103,14 @@ end
 local function create()
    local user = users[(n - 1 + tid) % #users + 1]
    local body = string.format(
-      '{"title": "Benchmark task %d-%d", "description": "Created by the benchmark."}', tid, n)
+      '{"title": "Benchmark task %s-%d-%d", "description": "Created by the benchmark."}',
+      run, tid, n)
    return wrk.format("POST", user.base, headers(user, true), body)
 end
 
 local function update()
    local _, user, id = pick()
-   local body = string.format('{"title": "Benchmark update %d-%d"}', tid, n)
+   local body = string.format('{"title": "Benchmark update %s-%d-%d"}', run, tid, n)
    return wrk.format("PUT", user.base .. "/" .. id, headers(user, true), body)
 end
 

@@ -283,6 +283,7 @@ def wrk(port, scenario, connections, seconds, threads, data_path, timeout_s):  #
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
         "--timeout", f"{timeout_s}s", "-s", str(HERE / "bench.lua"),
         f"http://127.0.0.1:{port}", "--", scenario, str(data_path), str(threads),
+        f"{scenario}{connections}.{int(time.time())}",  # tags the titles it writes
     ]
     result = subprocess.run(command, check=False, text=True, capture_output=True)
     for line in result.stdout.splitlines():

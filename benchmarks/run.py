@@ -507,9 +507,10 @@ def write_results(path, context):
         f"- gunicorn settings as resolved: {c['gunicorn_settings']}",
         "- LOG_LEVEL=WARNING drops the per-request access log line (INFO), so the numbers "
         "measure the API rather than log output.",
-        "- Each scenario runs after a warm-up of the same server; the API serves every "
-        "scenario in turn (creates add tasks; delete runs last and removes distinct tasks, "
-        "ids handed out per wrk thread).",
+        f"- Each server is warmed up once ({c['warmup']} s), then serves every scenario in "
+        "turn; between two measurements the harness waits until the server has drained "
+        "the requests wrk left queued. Creates add tasks; delete runs last and removes "
+        "distinct tasks (ids handed out per wrk thread).",
         "",
         "## Machine",
         "",
@@ -758,6 +759,7 @@ def main():
         "finished": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "duration": args.duration,
         "threads": args.threads,
+        "warmup": args.warmup,
         "users": args.users,
         "per_user": args.tasks_per_user,
         "rows": rows,

@@ -61,6 +61,7 @@ NEEDS_IDS = {"get", "update", "complete", "delete", "mix"}
 TARGETS = {"get": 0.50, "list100": 0.25}  # fraction of the floor's requests/s
 P95_BUDGET_MS = 200
 RSS_BUDGET_MB = 150
+FLOOR_DRIFT_WARNING = 0.15
 KEY_PACKAGES = [
     "flask", "werkzeug", "flask-smorest", "marshmallow", "webargs", "apispec",
     "sqlalchemy", "flask-sqlalchemy", "psycopg", "psycopg-binary", "alembic",
@@ -336,6 +337,7 @@ class Row:
     connections: int
     stats: dict
     ratio: float | None = None
+    label: str = ""
 
 
 def run_scenario(server, scenario, connections, args, data_path, db_url=None):  # noqa: PLR0917
@@ -406,7 +408,8 @@ def results_table(rows):
     ]
     for row in rows:
         s, lat = row.stats, row.stats["latency_ms"]
-        label = "floor (constant JSON)" if row.scenario == "floor" else SCENARIOS[row.scenario]
+        label = f"floor (constant JSON), {row.label}" if row.scenario == "floor" \
+            else SCENARIOS[row.scenario]
         ratio = "100 %" if row.scenario == "floor" else (
             "-" if row.ratio is None else f"{row.ratio:.1%}".replace("%", " %"))
         lines.append(
@@ -414,6 +417,21 @@ def results_table(rows):
             f"{fmt(lat['p95'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {s['errors']} |"
         )
     return lines
+
+
+def floor_baseline(floor_rows):
+    """The floor's mean requests/s per concurrency, and how far its runs differ (%)."""
+    by_connections = {}
+    for row in floor_rows:
+        by_connections.setdefault(row.connections, []).append(row.stats["rps"])
+    mean = {c: sum(v) / len(v) for c, v in by_connections.items()}
+    drift = {c: (max(v) - min(v)) / mean[c] if mean[c] else 0.0
+             for c, v in by_connections.items()}
+    for c, d in drift.items():
+        if d > FLOOR_DRIFT_WARNING:
+            log(f"warning: the floor's requests/s at {c} connections differ by {d:.0%} "
+                "before and after the API: the machine was not quiet, ratios are unreliable")
+    return mean, drift
 
 
 def check_targets(rows, rss):
@@ -463,12 +481,17 @@ def write_results(path, context):
         *results_table(c["rows"]),
         "",
         "% of floor: requests/s as a fraction of the constant-JSON Flask route served by the "
-        "same gunicorn configuration at the same number of connections. Errors: wrk socket "
-        "errors (connect, read, write, timeout) plus responses with a status >= 400.",
+        "same gunicorn configuration at the same number of connections, measured before and "
+        "after the API; the ratios use the mean of both ("
+        + "; ".join(f"{conns} connections: {rps:,.1f} req/s, runs {c['drift'][conns]:.0%} apart"
+                    for conns, rps in c["floor_rps"].items())
+        + "; more than 15 % apart means the machine was not quiet). Errors: wrk socket "
+        "errors (connect, read, write, timeout), responses with a status outside 200-399, "
+        "a delete thread out of ids, or no request completed in the run.",
         "",
         "Responses by status: "
         + "; ".join(
-            f"{row.scenario} c={row.connections}: "
+            f"{row.scenario}{' ' + row.label if row.label else ''} c={row.connections}: "
             + ", ".join(f"{k} x{v}" for k, v in sorted(row.stats["statuses"].items()))
             for row in c["rows"]
         ) + ".",
@@ -684,20 +707,23 @@ def prepare(args, db_url, prod_env, seed_env, run_dir):
     return seed_info, tokens, tokens_file
 
 
-def bench_floor(args, env, run_dir):
-    floor = start_server("floor", "floor:app", ["--pythonpath", str(HERE)], env, "/", run_dir)
+def bench_floor(args, env, run_dir, label):
+    floor = start_server(f"floor-{label}", "floor:app", ["--pythonpath", str(HERE)], env, "/",
+                         run_dir)
     try:
         wrk(floor.port, "floor", max(args.connections), args.warmup, args.threads,
             run_dir / "none", args.timeout)
         settle(floor.port, path="/")
         rows = [run_scenario(floor, "floor", c, args, run_dir / "none") for c in args.connections]
+        for row in rows:
+            row.label = label
         rss = floor.worker_rss_mb()
     finally:
         floor.stop()
     return floor, rows, rss
 
 
-def bench_api(args, env, db_url, tokens, run_dir, *, floor_rps):
+def bench_api(args, env, db_url, tokens, run_dir):
     api = start_server("api", "wsgi:app", [], env, "/healthz", run_dir)
     rows = []
     try:
@@ -710,9 +736,7 @@ def bench_api(args, env, db_url, tokens, run_dir, *, floor_rps):
             for connections in args.connections:
                 if scenario in NEEDS_IDS:  # fresh ids and states for every run
                     export_data(db_url, tokens, data_path)
-                row = run_scenario(api, scenario, connections, args, data_path, db_url)
-                row.ratio = row.stats["rps"] / floor_rps[connections]
-                rows.append(row)
+                rows.append(run_scenario(api, scenario, connections, args, data_path, db_url))
         rss = api.worker_rss_mb()
         log(f"API worker RSS (MB) by pid: { {pid: round(mb, 1) for pid, mb in rss.items()} }")
     finally:
@@ -746,12 +770,18 @@ def main():
             )
             if result.returncode != 0:
                 fail("plans.py failed")
-        floor, floor_rows, floor_rss = bench_floor(args, prod_env, run_dir)
-        floor_rps = {r.connections: r.stats["rps"] for r in floor_rows}
-        api, api_rows, rss = bench_api(args, prod_env, db_url, tokens, run_dir, floor_rps=floor_rps)
+        # The floor is measured before and after the API, and the API's ratios use the
+        # mean of both: on a machine whose load drifts, one floor would skew them all.
+        floor, floor_rows, floor_rss = bench_floor(args, prod_env, run_dir, "before")
+        api, api_rows, rss = bench_api(args, prod_env, db_url, tokens, run_dir)
+        floor_rows += bench_floor(args, prod_env, run_dir, "after")[1]
         found_versions, all_packages = versions(db_url)
 
-    rows = floor_rows + api_rows
+    floor_rps, drift = floor_baseline(floor_rows)
+    for row in api_rows:
+        row.ratio = row.stats["rps"] / floor_rps[row.connections]
+    rows = [r for r in floor_rows if r.label == "before"] + api_rows \
+        + [r for r in floor_rows if r.label == "after"]
     checks = check_targets(rows, rss)
     context = {
         "trial": args.trial,
@@ -766,6 +796,8 @@ def main():
         "checks": checks,
         "rss": rss,
         "floor_rss": floor_rss,
+        "floor_rps": floor_rps,
+        "drift": drift,
         "seed": seed_info,
         "api_command": api.command,
         "floor_command": floor.command,

@@ -1,0 +1,172 @@
+"""EXPLAIN (ANALYZE, BUFFERS) of the SQL that each endpoint really issues.
+
+    python benchmarks/plans.py --tokens-file TOKENS.json --out PLANS.md [--user-id U]
+
+Run by benchmarks/run.py right after seeding, with the benchmark's environment
+(DATABASE_URL, JWT_SECRET...). It builds the app in-process, calls every endpoint
+once through the test client for a user (by default the first user of the tokens
+file, who has all the seeded tasks), and a `before_cursor_execute` listener
+explains each statement on the same connection with the same parameters, inside
+a transaction or savepoint that is rolled back, before the statement itself runs.
+So the plans are those of the app's own SQL and bind values, and the write
+endpoints' EXPLAIN ANALYZE leaves no trace.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DML = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
+EXECUTION = re.compile(r"Execution Time: ([\d.]+) ms")
+PLANNING = re.compile(r"Planning Time: ([\d.]+) ms")
+INDEX = re.compile(
+    r"((?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?) (?:using|on) (\w+)"
+)
+
+
+class Recorder:
+    """Explains every DML statement of the endpoint being recorded."""
+
+    def __init__(self):
+        self.endpoint = None
+        self.entries = []
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):  # noqa: PLR0917
+        if self.endpoint is None or executemany or not DML.match(statement):
+            return
+        raw = cursor.connection  # the psycopg connection of this very statement
+        sql = psycopg.ClientCursor(raw).mogrify(statement, parameters)
+        with raw.transaction(force_rollback=True), raw.cursor() as explain:
+            explain.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+            plan = "\n".join(row[0] for row in explain.fetchall())
+        self.entries.append({"endpoint": self.endpoint, "sql": sql, "plan": plan})
+
+
+def requests_for(user_id, task_ids):
+    base = f"/api/{quote(user_id, safe='')}/tasks"
+    one, put, patch, gone = task_ids[0], task_ids[1], task_ids[2], task_ids[3]
+    return [
+        ("GET one task", "GET", f"{base}/{one}", None),
+        ("List, default page (100, -created_at)", "GET", base, None),
+        ("List 1000 (limit=1000)", "GET", f"{base}?limit=1000", None),
+        ("List, second page (cursor)", "GET", base, "cursor"),
+        ("List sort=created_at", "GET", f"{base}?sort=created_at", None),
+        ("List sort=-updated_at", "GET", f"{base}?sort=-updated_at", None),
+        ("List sort=updated_at", "GET", f"{base}?sort=updated_at", None),
+        ("List sort=title", "GET", f"{base}?sort=title", None),
+        ("List sort=-title", "GET", f"{base}?sort=-title", None),
+        ("List status=pending", "GET", f"{base}?status=pending", None),
+        ("List status=completed", "GET", f"{base}?status=completed", None),
+        ("List q=1 (title search)", "GET", f"{base}?q=1", None),
+        ("Create (POST)", "POST", base, {"title": "Plan task", "description": "For EXPLAIN."}),
+        ("Update (PUT)", "PUT", f"{base}/{put}", {"title": "Plan update"}),
+        ("Complete (PATCH)", "PATCH", f"{base}/{patch}/complete", None),
+        ("Delete", "DELETE", f"{base}/{gone}", None),
+    ]
+
+
+def summarize(plan):
+    execution = EXECUTION.search(plan)
+    planning = PLANNING.search(plan)
+    return {
+        "execution_ms": float(execution.group(1)) if execution else None,
+        "planning_ms": float(planning.group(1)) if planning else None,
+        "indexes": sorted({f"{name} ({scan.lower()})" for scan, name in INDEX.findall(plan)}),
+        "sort": any(line.strip().startswith(("Sort ", "->  Sort ", "Incremental Sort"))
+                    or "->  Incremental Sort" in line for line in plan.splitlines()),
+        "seq_scan": "Seq Scan" in plan,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens-file", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--user-id")
+    args = parser.parse_args()
+
+    tokens = json.loads(Path(args.tokens_file).read_text())
+    user_id = args.user_id or sorted(tokens)[0]
+    headers = {"Authorization": f"Bearer {tokens[user_id]}"}
+
+    from todo import create_app  # noqa: PLC0415 (after sys.path is set)
+    from todo.extensions import db  # noqa: PLC0415
+
+    app = create_app()
+    recorder = Recorder()
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", recorder)
+        with db.engine.connect() as conn:
+            task_count = conn.scalar(
+                sa.text("SELECT count(*) FROM tasks WHERE user_id = :u"), {"u": user_id}
+            )
+            task_ids = conn.scalars(
+                sa.text("SELECT id FROM tasks WHERE user_id = :u ORDER BY created_at LIMIT 4"),
+                {"u": user_id},
+            ).all()
+            server_version = conn.scalar(sa.text("SHOW server_version"))
+
+    client = app.test_client()
+    next_cursor = None
+    failures = []
+    for name, method, path, payload in requests_for(user_id, task_ids):
+        url, body = path, payload
+        if payload == "cursor":
+            url, body = f"{path}?cursor={next_cursor}", None
+        recorder.endpoint = name
+        response = client.open(url, method=method, json=body, headers=headers)
+        recorder.endpoint = None
+        if response.status_code >= 300:
+            failures.append(f"{name}: {method} {url} answered {response.status_code}")
+        if name.startswith("List, default"):
+            next_cursor = response.get_json()["meta"]["next_cursor"]
+
+    lines = [
+        "# Query plans",
+        "",
+        f"`EXPLAIN (ANALYZE, BUFFERS)` of the SQL each endpoint issues, for user `{user_id}` "
+        f"with {task_count} tasks, on PostgreSQL {server_version}, right after seeding "
+        "(and `VACUUM ANALYZE tasks`), with the app's own bind values. Recorded by "
+        "`benchmarks/plans.py` (run by `benchmarks/run.py`); times are one warm execution.",
+        "",
+        "| Endpoint | Statement | Execution ms | Index (scan) | Sort node | Seq scan |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for entry in recorder.entries:
+        s = summarize(entry["plan"])
+        verb = entry["sql"].split(None, 1)[0].upper()
+        if "count(" in entry["sql"].lower():
+            verb += " count(*)"
+        lines.append(
+            f"| {entry['endpoint']} | {verb} | {s['execution_ms']} | "
+            f"{', '.join(s['indexes']) or '-'} | {'yes' if s['sort'] else 'no'} | "
+            f"{'yes' if s['seq_scan'] else 'no'} |"
+        )
+    if failures:
+        lines += ["", "Requests that failed (their plans may be missing):", ""]
+        lines += [f"- {failure}" for failure in failures]
+    current = None
+    for entry in recorder.entries:
+        if entry["endpoint"] != current:
+            current = entry["endpoint"]
+            lines += ["", f"## {current}"]
+        lines += ["", "```sql", entry["sql"].strip(), "```", "", "```", entry["plan"], "```"]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"plans: {len(recorder.entries)} statements of {len(requests_for(user_id, task_ids))} "
+          f"requests written to {args.out}")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,11 +2,14 @@
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import TEST_SECRET, make_token
 from helpers import count, create
+
+from todo import auth
 
 LIST = "/api/alice/tasks"
 CHALLENGE = "Bearer"
@@ -339,3 +342,26 @@ def test_the_secret_never_appears_in_a_response(anonymous):
     response = get(anonymous, token=make_token("alice", secret="x" * 40))
 
     assert TEST_SECRET not in response.get_data(as_text=True)
+
+
+def test_a_remembered_token_still_expires(app, monkeypatch):
+    token = make_token("alice", ttl=60)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    assert client.get("/api/alice/tasks").status_code == 200  # verified, remembered
+
+    later = time.time() + 60 + app.config["JWT_LEEWAY_SECONDS"] + 1
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    expired = client.get("/api/alice/tasks")
+
+    assert expired.status_code == 401
+    assert expired.json["error"]["code"] == "TOKEN_EXPIRED"
+    assert expired.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_a_remembered_token_is_still_only_its_users(app):
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_token('alice')}"
+    assert client.get("/api/alice/tasks").status_code == 200
+
+    assert client.get("/api/bob/tasks").status_code == 403

@@ -8,6 +8,7 @@ Two kinds of key, both optional, both at once if configured:
 The algorithm always comes from the allow-list, never from the token alone.
 """
 
+import functools
 import logging
 import math
 import threading
@@ -22,6 +23,7 @@ from todo.config import HMAC_ALGORITHMS, ConfigError
 from todo.models import USER_ID_MAX
 
 MAX_TOKEN_BYTES = 8192
+VERIFIED_TOKENS_KEPT = 4096  # per worker; about 1 KiB each
 MAX_JWKS_KEYS = 100  # a provider publishes a handful; more is a misconfiguration
 
 log = logging.getLogger("todo.auth")
@@ -99,6 +101,7 @@ class JWKSKeys:
         self._lock = threading.Lock()
         self._keys: dict[str, list[tuple[dict, jwt.PyJWK]]] = {}
         self._fetched_at: float | None = None  # last successful fetch
+        self.generation = 0  # bumped whenever a fetch changes the key set
         self._attempted_at: float | None = None  # last fetch, successful or not
         self._reachable = True  # whether the last fetch succeeded
 
@@ -120,6 +123,15 @@ class JWKSKeys:
         if not self._reachable:
             raise KeysUnavailable(self._retry_after())
         raise TokenError("INVALID_TOKEN", "No key of the identity provider fits the token.")
+
+    def current_generation(self) -> int:
+        """The key set's generation, after the refresh its lifespan calls for (if any):
+        tokens remembered as verified must not outlive a withdrawn key's refresh."""
+        if self._fetched_at is not None and not self._fresh():
+            with self._lock:
+                if not self._fresh() and self._may_fetch():
+                    self._fetch()
+        return self.generation
 
     def _find(self, kid, algorithm):
         if kid is None:  # allowed by RFC 7515; try every key that fits
@@ -166,10 +178,17 @@ class JWKSKeys:
             self._reachable = False
             log.warning("JWKS fetch failed: no usable signing key in the answer")
             return
+        if _published(keys) != _published(self._keys):
+            self.generation += 1  # tokens verified under the old set are checked again
         self._keys = keys
         self._fetched_at = self._attempted_at
         self._reachable = True
         log.info("JWKS fetched: %d key(s)", sum(map(len, keys.values())))
+
+
+def _published(keys: dict) -> dict:
+    """The JWKS entries behind parsed keys, comparable across fetches."""
+    return {kid: [jwk for jwk, _ in entries] for kid, entries in keys.items()}
 
 
 class TokenVerifier:
@@ -190,6 +209,8 @@ class TokenVerifier:
         # Public keys under the recommended size (RSA < 2048 bits) are refused, not
         # merely warned about on every request.
         self.public_key_options = {**self.options, "enforce_minimum_key_length": True}
+        # Failures raise, so only verified tokens are kept (see verify).
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)(self._verify)
         self.jwks = None
         if config["JWT_JWKS_URL"]:
             self.jwks = JWKSKeys(
@@ -213,7 +234,23 @@ class TokenVerifier:
         raise jwt.InvalidAlgorithmError("no key for this algorithm")
 
     def verify(self, token: str) -> str:
-        """The user id that `token` proves; TokenError or KeysUnavailable otherwise."""
+        """The user id that `token` proves; TokenError or KeysUnavailable otherwise.
+
+        A client sends the same token for its whole life (15 minutes with Better
+        Auth), so successes are remembered: decoding and checking a signature
+        again cost a quarter of a one-task GET. Only the expiry can change, and
+        it is checked on every use, and a change of the JWKS key set (a key
+        withdrawn) checks every token again.
+        """
+        generation = self.jwks.current_generation() if self.jwks else 0
+        user_id, expires_at = self._verified(token, generation)
+        if time.time() > expires_at + self.leeway:  # as pyjwt decides it
+            raise TokenError("TOKEN_EXPIRED", "The token has expired.")
+        return user_id
+
+    def _verify(self, token: str, generation: int = 0) -> tuple[str, float]:
+        """(user id, exp) of a token checked in full. `generation`, the JWKS key set's,
+        is only part of the cache key: a changed key set checks every token again."""
         if len(token.encode()) > MAX_TOKEN_BYTES:
             raise TokenError("INVALID_TOKEN", "The token is too large.")
         try:
@@ -229,7 +266,7 @@ class TokenVerifier:
         user_id = claims[self.user_claim]
         if not isinstance(user_id, str) or not 1 <= len(user_id) <= USER_ID_MAX:
             raise TokenError("INVALID_TOKEN", "The token's user claim is not a valid user id.")
-        return user_id
+        return user_id, claims["exp"]
 
     def _decode(self, token: str, algorithm: str, keys: list) -> dict:
         """The claims, checked under the first key whose signature matches."""

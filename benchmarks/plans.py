@@ -98,14 +98,15 @@ def main():
     user_id = args.user_id or sorted(tokens)[0]
     headers = {"Authorization": f"Bearer {tokens[user_id]}"}
 
-    from todo import create_app  # noqa: PLC0415 (after sys.path is set)
+    from todo import create_app, rls  # noqa: PLC0415 (after sys.path is set)
     from todo.extensions import db  # noqa: PLC0415
 
     app = create_app()
     recorder = Recorder()
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute", recorder)
-        with db.engine.connect() as conn:
+        with db.engine.connect() as conn, rls.acting_as(user_id):
+            rls.apply(conn)  # the user's rows only, as in a request
             task_count = conn.scalar(
                 sa.text("SELECT count(*) FROM tasks WHERE user_id = :u"), {"u": user_id}
             )

@@ -101,6 +101,19 @@ def psycopg_url(url):
     return re.sub(r"^(postgres|postgresql)(\+\w+)?://", "postgresql://", url)
 
 
+def connect(db_url, autocommit=False):
+    """A connection to the benchmark database that sees every user's rows, as the
+    operator commands do: row-level security admits the role <database>_operator
+    (migration 0003), when it exists (a superuser needs none)."""
+    conn = psycopg.connect(psycopg_url(db_url), autocommit=autocommit)
+    conn.execute(
+        "SELECT set_config('role', current_database() || '_operator', false)"
+        " FROM pg_roles WHERE rolname = current_database() || '_operator'"
+        " AND pg_has_role(current_user, oid, 'MEMBER')"
+    )
+    return conn
+
+
 @contextlib.contextmanager
 def database(url, keep):
     """The benchmark database: DATABASE_URL as given, else a fresh one dropped at the end."""
@@ -109,11 +122,20 @@ def database(url, keep):
         return
     name = f"todo_bench_{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}_{os.getpid()}"
     admin = os.environ.get("BENCH_ADMIN_URL", DEFAULT_ADMIN_URL)
+    password = secrets.token_hex(16)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        # As in production (README, "Row-level security"): the app connects as the
+        # non-superuser owner, so row-level security applies to what is measured.
+        conn.execute(
+            f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE"
+            f" PASSWORD '{password}'"
+        )
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
     location, _, query = admin.partition("?")
-    created = location.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    log(f"created database {name}")
+    scheme, _, server = location.partition("://")
+    host = server.rsplit("@", 1)[-1].rsplit("/", 1)[0]
+    created = f"{scheme}://{name}:{password}@{host}/{name}" + (f"?{query}" if query else "")
+    log(f"created database {name}, owned by the role {name}")
     try:
         yield created
     finally:
@@ -122,6 +144,8 @@ def database(url, keep):
         else:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP ROLE IF EXISTS "{name}_operator"')
+                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
             log(f"dropped database {name}")
 
 
@@ -167,7 +191,7 @@ def seed(env, users, per_user, tokens_file):
 
 def export_data(db_url, tokens, path):
     """One line per user: id, token, task ids, completion flags (for bench.lua)."""
-    with psycopg.connect(psycopg_url(db_url)) as conn:
+    with connect(db_url) as conn:
         rows = conn.execute(
             "SELECT user_id, id::text, is_completed FROM tasks ORDER BY user_id, created_at, id"
         ).fetchall()
@@ -319,7 +343,7 @@ def settle(port, db_url=None, path="/healthz", limit_s=180):
         fast = time.monotonic() - started < 0.25
         fingerprint = None
         if db_url:
-            with psycopg.connect(psycopg_url(db_url)) as conn:
+            with connect(db_url) as conn:
                 fingerprint = conn.execute(
                     "SELECT count(*), max(updated_at), sum(version) FROM tasks"
                 ).fetchone()
@@ -679,7 +703,7 @@ def environments(db_url):
 def prepare(args, db_url, prod_env, seed_env, run_dir):
     """Schema, seed and statistics; the seed's figures and the users' tokens."""
     run_flask(["db", "upgrade"], prod_env)
-    with psycopg.connect(psycopg_url(db_url)) as conn:
+    with connect(db_url) as conn:
         if conn.execute("SELECT count(*) FROM tasks").fetchone()[0]:
             fail("the database already has tasks: give an empty database "
                  "(or unset DATABASE_URL to let the benchmark create one)")
@@ -692,7 +716,8 @@ def prepare(args, db_url, prod_env, seed_env, run_dir):
         fail(f"the seed wrote no tokens to {tokens_file}")
     # What autovacuum would do soon after a bulk load; makes the plans reproducible.
     with psycopg.connect(psycopg_url(db_url), autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE tasks")
+        conn.execute("VACUUM ANALYZE tasks")  # as the owner
+    with connect(db_url) as conn:
         users, total, least, most = conn.execute(
             "SELECT count(*), coalesce(sum(n), 0), min(n), max(n)"
             " FROM (SELECT count(*) AS n FROM tasks GROUP BY user_id) AS per_user"

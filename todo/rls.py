@@ -64,7 +64,7 @@ def _set_transaction_user(session, transaction, connection):
 
 def apply(connection) -> None:
     """Set this module's settings on a transaction begun outside the ORM session
-    (e.g. `db.engine.begin()` for a bulk COPY)."""
+    (e.g. `db.engine.begin()` for a bulk insert)."""
     _set_transaction_user(None, None, connection)
 
 

@@ -18,7 +18,6 @@ from todo import health
 from todo.admin import database_error
 from todo.config import MIN_SECRET_BYTES
 from todo.extensions import db
-from todo.models import Task
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")

@@ -123,9 +123,7 @@ class Api(flask_smorest.Api):
         data = getattr(error, "data", None) or {}
         code = error.code or 500
         headers = {
-            name: value
-            for name, value in error.get_headers()
-            if name.lower() != "content-type"
+            name: value for name, value in error.get_headers() if name.lower() != "content-type"
         }
         headers.update(data.get("headers") or {})
         if code == 401:
@@ -140,7 +138,8 @@ class Api(flask_smorest.Api):
 
     def _database_unavailable(self, error):
         db.session.rollback()
-        flask.current_app.logger.warning("database unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+        cause = getattr(error, "orig", None) or error
+        flask.current_app.logger.warning("database unavailable: %s", type(cause).__name__)
         return self.handle_http_exception(ServiceUnavailable())
 
     def _integrity_error(self, error):
@@ -166,4 +165,3 @@ def _http_error(code, **data):
 
 def _code_name(code):
     return http.HTTPStatus(code).name if code in http.HTTPStatus else "ERROR"
-

@@ -222,4 +222,6 @@ def finalize(config: dict, instance_path: str) -> None:
         elif env == "development":
             config["SECRET_KEY"] = development_secret(instance_path)
         else:
-            raise ConfigError("set SECRET_KEY (it signs list cursors) when only JWT_JWKS_URL is set")
+            raise ConfigError(
+                "set SECRET_KEY (it signs list cursors) when only JWT_JWKS_URL is set"
+            )

@@ -24,7 +24,7 @@ def success(data, **extra_meta) -> dict:
 
 def success_response(data_json: str, **extra_meta):
     """A success envelope around data already encoded as JSON text."""
-    body = '{"data":%s,"meta":%s}' % (data_json, current_app.json.dumps(meta(**extra_meta)))
+    body = f'{{"data":{data_json},"meta":{current_app.json.dumps(meta(**extra_meta))}}}'
     return current_app.response_class(body, mimetype="application/json")
 
 

@@ -32,7 +32,8 @@ def schema_state() -> str | None:
         return f"database unreachable ({type(getattr(error, 'orig', None) or error).__name__})"
     expected = expected_heads(current_app._get_current_object())
     if current != expected:
-        return f"schema at {sorted(current) or 'no migration'}, expected {sorted(expected)}: run flask db upgrade"
+        found = sorted(current) or "no migration"
+        return f"schema at {found}, expected {sorted(expected)}: run flask db upgrade"
     return None
 
 

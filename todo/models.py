@@ -87,9 +87,7 @@ class Task(Base):
             " OR (NOT is_completed AND completed_at IS NULL)",
             name="completed_at_iff_completed",
         ),
-        sa.CheckConstraint(
-            f"length(title) BETWEEN 1 AND {TITLE_MAX}", name="title_length"
-        ),
+        sa.CheckConstraint(f"length(title) BETWEEN 1 AND {TITLE_MAX}", name="title_length"),
         sa.Index("ix_tasks_user_created", "user_id", "created_at", "id"),
         sa.Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
         sa.Index("ix_tasks_user_title", "user_id", "title_lower", "id"),

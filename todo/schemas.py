@@ -112,14 +112,22 @@ def _utc_text(column):
 def _task_json_sql():
     return sa.cast(
         sa.func.json_build_object(
-            "id", Task.id,
-            "user_id", Task.user_id,
-            "title", Task.title,
-            "description", Task.description,
-            "is_completed", Task.is_completed,
-            "completed_at", _utc_text(Task.completed_at),
-            "created_at", _utc_text(Task.created_at),
-            "updated_at", _utc_text(Task.updated_at),
+            "id",
+            Task.id,
+            "user_id",
+            Task.user_id,
+            "title",
+            Task.title,
+            "description",
+            Task.description,
+            "is_completed",
+            Task.is_completed,
+            "completed_at",
+            _utc_text(Task.completed_at),
+            "created_at",
+            _utc_text(Task.created_at),
+            "updated_at",
+            _utc_text(Task.updated_at),
         ),
         sa.Text,
     )
@@ -139,7 +147,8 @@ class ListMetaSchema(MetaSchema):
     count = fields.Integer(metadata={"description": "Tasks on this page."})
     limit = fields.Integer()
     next_cursor = fields.String(
-        allow_none=True, metadata={"description": "Pass as `cursor` for the next page; null on the last."}
+        allow_none=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last."},
     )
     total = fields.Integer(metadata={"description": "All tasks that match the filters."})
 

@@ -4,9 +4,8 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask_smorest import abort
-
 from flask import current_app
+from flask_smorest import abort
 
 from todo import cursor
 from todo.extensions import db
@@ -64,8 +63,9 @@ def _set_completed(task: Task, is_completed: bool, now) -> None:
     task.is_completed = is_completed
 
 
-def new_task(user_id: str, title: str, description: str | None = None,
-             is_completed: bool = False, now=None) -> Task:
+def new_task(
+    user_id: str, title: str, description: str | None = None, is_completed: bool = False, now=None
+) -> Task:
     """A task ready to add to the session (not added, not committed)."""
     now = now or utcnow()
     task = Task(
@@ -83,8 +83,9 @@ def new_task(user_id: str, title: str, description: str | None = None,
     return task
 
 
-def create(user_id: str, title: str, description: str | None = None,
-           is_completed: bool = False) -> Task:
+def create(
+    user_id: str, title: str, description: str | None = None, is_completed: bool = False
+) -> Task:
     task = new_task(user_id, title, description, is_completed)
     db.session.add(task)
     db.session.commit()
@@ -128,8 +129,14 @@ def _filters(user_id: str, status: str, q: str | None) -> list:
     return filters
 
 
-def list_page(user_id: str, status: str = "all", q: str | None = None,
-              sort: str = "-created_at", limit: int = 100, after=None) -> TaskPage:
+def list_page(
+    user_id: str,
+    status: str = "all",
+    q: str | None = None,
+    sort: str = "-created_at",
+    limit: int = 100,
+    after=None,
+) -> TaskPage:
     """One keyset page: `after` is the (sort value, id) of the previous page's last task."""
     filters = _filters(user_id, status, q)
     sort_key = SORT_KEYS[sort.lstrip("-")]
@@ -139,9 +146,7 @@ def list_page(user_id: str, status: str = "all", q: str | None = None,
     statement = sa.select(*columns).where(*filters)
     if after is not None:
         position = sa.tuple_(sort_key, Task.id)
-        bound = sa.tuple_(
-            sa.literal(after[0], sort_key.type), sa.literal(after[1], Task.id.type)
-        )
+        bound = sa.tuple_(sa.literal(after[0], sort_key.type), sa.literal(after[1], Task.id.type))
         statement = statement.where(position < bound if descending else position > bound)
     order = (sort_key.desc(), Task.id.desc()) if descending else (sort_key, Task.id)
     rows = db.session.execute(statement.order_by(*order).limit(limit + 1)).all()

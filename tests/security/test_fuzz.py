@@ -56,8 +56,9 @@ def fuzz(operation, mode, task_ids, statuses):
         if mode is GenerationMode.POSITIVE and case.query:
             # A cursor is opaque and signed: a made-up one is rightly 400, never "valid".
             case.query.pop("cursor", None)
-        if mode is GenerationMode.POSITIVE and case.headers:
-            # Likewise a made-up If-Match is rightly 412: only the server knows the ETag.
+        if case.headers:
+            # A made-up If-Match is rightly 412 in either mode: only the server knows
+            # the ETag (If-Match itself is tested in tests/test_conditional.py).
             case.headers.pop("If-Match", None)
         # schemathesis generates path parameters already percent-encoded
         user = unquote(str(case.path_parameters["user_id"]))

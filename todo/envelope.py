@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 from flask import current_app, g
 
+COMPACT = (",", ":")  # JSON separators, as Flask's own responses
+
 
 def timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 in UTC with microseconds and a Z suffix, as every time in the API.
@@ -24,7 +26,8 @@ def success(data, **extra_meta) -> dict:
 
 def success_response(data_json: str, **extra_meta):
     """A success envelope around data already encoded as JSON text."""
-    body = f'{{"data":{data_json},"meta":{current_app.json.dumps(meta(**extra_meta))}}}'
+    meta_json = current_app.json.dumps(meta(**extra_meta), separators=COMPACT)
+    body = f'{{"data":{data_json},"meta":{meta_json}}}'
     return current_app.response_class(body, mimetype="application/json")
 
 

@@ -8,6 +8,7 @@ from flask import current_app
 from flask_smorest import abort
 
 from todo import cursor
+from todo.envelope import COMPACT
 from todo.extensions import db
 from todo.models import Task, utcnow
 from todo.schemas import TASK_JSON_SQL, task_json
@@ -160,7 +161,7 @@ def list_page(
     if on_postgresql:
         items_json = "[" + ",".join(row.json for row in rows) + "]"
     else:
-        items_json = current_app.json.dumps([task_json(row) for row in rows])
+        items_json = current_app.json.dumps([task_json(row) for row in rows], separators=COMPACT)
     return TaskPage(
         items_json=items_json, count=len(rows), total=total, limit=limit, next_cursor=next_cursor
     )

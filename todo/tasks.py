@@ -151,9 +151,11 @@ def list_page(
         statement = statement.where(position < bound if descending else position > bound)
     order = (sort_key.desc(), Task.id.desc()) if descending else (sort_key, Task.id)
     rows = db.session.execute(statement.order_by(*order).limit(limit + 1)).all()
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(Task).where(*filters))
-
     rows, more = rows[:limit], len(rows) > limit
+    if after is None and not more:
+        total = len(rows)  # the first page holds every match: nothing left to count
+    else:
+        total = db.session.scalar(sa.select(sa.func.count()).select_from(Task).where(*filters))
     next_cursor = None
     if more:
         last = rows[-1]

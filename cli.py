@@ -9,8 +9,10 @@ import functools
 import json
 import os
 import random
+import shlex
 import sys
 import time
+import urllib.parse
 
 import click
 import sqlalchemy as sa
@@ -87,9 +89,9 @@ def token_command(user_id, ttl, curl):
     except devtokens.TokenRefused as error:
         raise click.ClickException(str(error)) from None
     if curl:
-        click.echo(
-            f"curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/api/{user_id}/tasks"
-        )
+        # The id is quoted for the shell and escaped for the URL.
+        url = f"http://127.0.0.1:8000/api/{urllib.parse.quote(user_id, safe='')}/tasks"
+        click.echo(f"curl -H 'Authorization: Bearer {token}' {shlex.quote(url)}")
     else:
         click.echo(token)
 

@@ -59,8 +59,9 @@ def test_bad_ttl_is_a_usage_error(app, ttl):
     assert "Traceback" not in result.output
 
 
-def test_curl_prints_a_working_curl_line(app):
-    result = invoke(app, "--user-id", "Yq3uT0vYk1bq9n2LwE7dXh5sAbCdEfGh", "--curl")
+@pytest.mark.parametrize("user_id", ["Yq3uT0vYk1bq9n2LwE7dXh5sAbCdEfGh", "o'brien & co"])
+def test_curl_prints_a_working_curl_line(app, user_id):
+    result = invoke(app, "--user-id", user_id, "--curl")
 
     assert result.exit_code == 0
     argv = shlex.split(result.output)

@@ -1,7 +1,7 @@
 """Bulk creation of realistic tasks, for demos and load tests (`flask tasks seed`)
 
-Rows go in through PostgreSQL's COPY (psycopg, on the engine's own connection) or
-SQLite's executemany, all in one transaction: an interrupted seed writes nothing.
+Rows go in as batched multi-row INSERTs on the engine's own connection, all in one
+transaction: an interrupted seed writes nothing.
 """
 
 import random

@@ -385,8 +385,7 @@ def test_pool_settings_come_from_db_pool_variables(clean_env, monkeypatch, url):
     assert pool._max_overflow == 4
     assert pool._recycle == 60
     assert pool._timeout == 7
-    # Connections are pinged after an idle spell (todo/database.py), not on every checkout.
-    assert pool._pre_ping is False
+    assert pool._pre_ping is True
 
 
 def test_default_pool_settings(clean_env):

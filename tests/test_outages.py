@@ -65,7 +65,7 @@ def test_default_timeouts_bound_a_request_under_10_seconds():
     assert config["DB_CONNECT_TIMEOUT"] < 10
     assert config["DB_POOL_TIMEOUT"] <= 10
     options = settings.engine_options(config, sa.make_url("postgresql+psycopg://h/d"))
-    assert "pool_pre_ping" not in options  # idle connections are pinged: todo/database.py
+    assert options["pool_pre_ping"] is True
     assert options["connect_args"]["connect_timeout"] == 5
 
 

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from todo import config as settings
-from todo import database, health, hooks, limits, logs, metrics, rls
+from todo import health, hooks, limits, logs, metrics, rls
 from todo.api import Api
 from todo.auth import TokenVerifier
 from todo.extensions import db, init_sqlite, migrate
@@ -65,7 +65,6 @@ def create_app(config=None):
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     hooks.init_app(app)
     db.init_app(app)
-    database.init_app(app)
     rls.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
     init_sqlite(app)

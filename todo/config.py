@@ -93,6 +93,9 @@ def normalize_database_url(url: str) -> str:
 def engine_options(config: dict, url: sa.URL) -> dict:
     """Pool and driver settings for the engine of `url`."""
     options = {
+        # A round trip per checkout, and no 503 when the database restarted
+        # between two requests (failovers, Neon's computes coming back).
+        "pool_pre_ping": True,
         # Errors (and so the 500s' stack traces in the log) show the SQL without
         # its values, which are users' text.
         "hide_parameters": True,

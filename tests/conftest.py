@@ -174,3 +174,16 @@ def bob(client_for):
 @pytest.fixture
 def anonymous(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server of the module's own (servers.Postgres), for the
+    tests that stop, restart or crash things: (server, URL of the app's database)."""
+    from servers import Postgres  # noqa: PLC0415 (tests/servers.py imports this module)
+
+    server = Postgres().init()
+    server.start()
+    url = server.create_app_database()
+    yield server, url
+    server.destroy()

@@ -13,18 +13,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from conftest import make_token
-from servers import Gunicorn, Postgres, wait_until
+from servers import Gunicorn, wait_until
 
 TOKEN = {"Authorization": f"Bearer {make_token('alice', ttl=3600)}"}
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres().init()
-    server.start()
-    url = server.create_app_database()
-    yield server, url
-    server.destroy()
 
 
 @pytest.fixture

@@ -12,22 +12,13 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from conftest import make_token
-from servers import BlackHole, Gunicorn, Postgres
+from servers import BlackHole, Gunicorn
 
 from todo import config as settings
 from todo import tasks as task_service
 from todo.extensions import db
 
 TOKEN = {"Authorization": f"Bearer {make_token('alice', ttl=3600)}"}
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres().init()
-    server.start()
-    url = server.create_app_database()
-    yield server, url
-    server.destroy()
 
 
 @pytest.fixture

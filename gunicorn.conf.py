@@ -90,9 +90,11 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 8)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 
 # Recycle workers now and then so a slow leak cannot grow for ever; the jitter
-# keeps them from all restarting at the same moment.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+# keeps them from all restarting at the same moment. Not too often: a new worker
+# starts with an empty page cache and pool (at 1000 requests/s, 10000 requests
+# were a restart every 10 s per worker).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 200000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 20000)
 
 # gunicorn's own messages on stdout. Its access log is off: the app writes one
 # JSON line per request that also carries the request id, route template, user

@@ -96,8 +96,16 @@ def test_stats_counts_tasks_users_and_shares(app, alice, bob, client_for, backen
         {"user_id": "bob", "tasks": 2},
     ]
     if backend == "postgresql":
-        assert [table["table"] for table in figures["storage"]] == ["idempotency_keys", "tasks"]
-        table = figures["storage"][1]
+        assert [table["table"] for table in figures["storage"]] == [
+            "idempotency_keys",
+            "task_revisions",
+            "tasks",
+        ]
+        assert set(figures["storage"][1]["indexes"]) == {
+            "pk_task_revisions",
+            "ix_task_revisions_revision",
+        }
+        table = figures["storage"][2]
         assert set(table["indexes"]) == {
             "pk_tasks",
             "ix_tasks_user_created",
@@ -337,7 +345,8 @@ def test_purge_asks_first_and_keeps_everything_on_no(app, alice):
     result = invoke(app, "purge-user", "--user-id", "alice", input="n\n")
 
     assert result.exit_code == 1
-    assert "Delete 2 rows from tasks for user 'alice'? [y/N]" in result.stderr
+    prompt = "Delete 2 rows from tasks, 1 rows from task_revisions for user 'alice'? [y/N]"
+    assert prompt in result.stderr
     assert "Aborted!" in result.stderr
     assert count_tasks(app, "alice") == 2
 
@@ -350,7 +359,8 @@ def test_purge_deletes_only_that_user_after_yes(app, alice, bob):
 
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
-        "Deleted 2 rows from tasks, 0 rows from idempotency_keys (user 'alice').\n"
+        "Deleted 2 rows from tasks, 1 rows from task_revisions, 0 rows from idempotency_keys"
+        " (user 'alice').\n"
     )
     assert count_tasks(app, "alice") == 0
     assert count_tasks(app, "bob") == 1
@@ -424,11 +434,11 @@ def test_doctor_on_a_healthy_deployment(app, backend):
     assert lines[0].startswith("warn  environment        ENVIRONMENT=test")
     assert lines[1] == "ok    token key          JWT_SECRET of 42 bytes"
     assert lines[4].startswith(f"ok    database           {backend} ")
-    assert lines[5] == "ok    schema             at the latest migration (0003)"
-    assert lines[6] == "ok    indexes            all 4 expected indexes present"
+    assert lines[5] == "ok    schema             at the latest migration (0004)"
+    assert lines[6] == "ok    indexes            all 5 expected indexes present"
     if backend == "postgresql":
         assert lines[7] == (
-            "ok    row security       enabled and forced on idempotency_keys, tasks"
+            "ok    row security       enabled and forced on idempotency_keys, task_revisions, tasks"
         )
     else:
         assert lines[7] == "ok    row security       not available on sqlite"
@@ -476,7 +486,7 @@ def test_doctor_finds_a_missing_index_and_an_old_schema(backend, tmp_path):
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[5] == (
-        "FAIL  schema             schema at no migration, expected ['0003']: run flask db upgrade"
+        "FAIL  schema             schema at no migration, expected ['0004']: run flask db upgrade"
     )
     assert lines[6] == "FAIL  indexes            missing ix_tasks_user_title"
     assert result.stderr == "Error: 2 check(s) failed\n"
@@ -509,9 +519,7 @@ def test_doctor_fails_when_the_role_inherits_the_operator_policy(tmp_path):
             db.engine.dispose()
 
     assert result.exit_code == 1
-    assert result.stdout.splitlines()[7].startswith(
-        "FAIL  row security       role 'todo_ops_"
-    )
+    assert result.stdout.splitlines()[7].startswith("FAIL  row security       role 'todo_ops_")
     assert "inherits the operator role" in result.stdout.splitlines()[7]
 
 

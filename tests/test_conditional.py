@@ -1,6 +1,7 @@
 """Conditional requests: ETag, If-None-Match (304) and If-Match (412), decided by the database"""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -9,7 +10,6 @@ import sqlalchemy as sa
 from todo import rls
 from todo.extensions import db
 from todo.models import Task
-from todo.resources import tasks as task_resources
 
 
 def create(client, **body):
@@ -149,32 +149,48 @@ def test_if_match_on_a_missing_or_foreign_task_is_404(alice, bob):
     assert response.status_code == 404
 
 
-def _interleaved(app, monkeypatch, first, second):
-    """Run request `first` in a thread that pauses right after its If-Match check
-    passed, run `second` to completion meanwhile, then let `first` write."""
-    checked, release = threading.Event(), threading.Event()
-    original = task_resources.check_if_match
-    slow = {}
-
-    def check_then_pause(task):
-        original(task)
-        if threading.current_thread() is slow.get("thread"):
-            checked.set()
-            assert release.wait(10)
-
-    monkeypatch.setattr(task_resources, "check_if_match", check_then_pause)
+def _behind_an_uncommitted_write(app, backend, task_id, send):
+    """The response to `send()`, run while another transaction has changed the task
+    (title "From B", a description, version 2) and not committed; it commits once
+    the request waits for it (on PostgreSQL, seen waiting on the row's lock)."""
     result = {}
+    with app.app_context(), db.engine.connect() as other:
+        with rls.bypass():
+            rls.apply(other)
+        other.execute(
+            sa.update(Task)
+            .where(Task.id == uuid.UUID(task_id))
+            .values(
+                title="From B",
+                title_lower="from b",
+                description="B's note",
+                version=Task.version + 1,
+            )
+        )
+        request = threading.Thread(target=lambda: result.update(response=send()))
+        request.start()
+        if backend == "postgresql":
+            deadline = time.monotonic() + 20
+            while not _waiting_on_a_lock(app) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert _waiting_on_a_lock(app) == 1
+        else:
+            time.sleep(0.5)  # SQLite's writer waits for the database lock (busy timeout)
+        other.commit()
+    request.join(30)
+    return result["response"]
 
-    def run_first():
-        result["first"] = first()
 
-    slow["thread"] = threading.Thread(target=run_first)
-    slow["thread"].start()
-    assert checked.wait(10)
-    result["second"] = second()
-    release.set()
-    slow["thread"].join(10)
-    return result["first"], result["second"]
+def _waiting_on_a_lock(app):
+    with app.app_context():
+        waiting = db.session.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        db.session.rollback()
+        return waiting
 
 
 @pytest.mark.parametrize(
@@ -182,49 +198,43 @@ def _interleaved(app, monkeypatch, first, second):
     [("put", "", {"title": "From A"}), ("patch", "/complete", None), ("delete", "", None)],
     ids=lambda write: write[0],
 )
-def test_two_writers_with_one_etag_the_database_fails_the_later_one(
-    app, client_for, monkeypatch, write
-):
-    """Both requests pass the If-Match check in Python; the UPDATE/DELETE ... WHERE
-    version = 1 of the one that writes second matches no row, and it gets 412."""
+def test_a_write_with_an_etag_that_another_writer_just_replaced_is_412(app, backend, alice, write):
+    """The ETag check is in the UPDATE/DELETE's WHERE: after waiting for the other
+    transaction, the row no longer has version 1, and nothing is written."""
     method, suffix, body = write
-    writer_a, writer_b = client_for("alice"), client_for("alice")
-    task_id = create(writer_a).json["data"]["id"]
+    task_id = create(alice).json["data"]["id"]
 
-    first, second = _interleaved(
+    response = _behind_an_uncommitted_write(
         app,
-        monkeypatch,
-        lambda: getattr(writer_a, method)(
+        backend,
+        task_id,
+        lambda: getattr(alice, method)(
             url(task_id, suffix), json=body, headers={"If-Match": '"1"'}
         ),
-        lambda: writer_b.put(url(task_id), json={"title": "From B"}, headers={"If-Match": '"1"'}),
     )
 
-    assert second.status_code == 200
-    assert first.status_code == 412, first.json
-    assert first.json["error"]["code"] == "PRECONDITION_FAILED"
-    current = writer_a.get(url(task_id))
+    assert response.status_code == 412, response.json
+    assert response.json["error"]["code"] == "PRECONDITION_FAILED"
+    current = alice.get(url(task_id))
     assert current.status_code == 200
     assert current.json["data"]["title"] == "From B"
     assert current.json["data"]["is_completed"] is False
     assert stored_version(app, task_id) == 2
 
 
-def test_a_lost_race_without_if_match_is_409(app, client_for, monkeypatch):
-    writer_a, writer_b = client_for("alice"), client_for("alice")
-    task_id = create(writer_a).json["data"]["id"]
+def test_a_write_without_if_match_applies_on_top_of_the_concurrent_one(app, backend, alice):
+    """No lost update: the PUT's omitted fields keep what the other writer committed."""
+    task_id = create(alice).json["data"]["id"]
 
-    first, second = _interleaved(
-        app,
-        monkeypatch,
-        lambda: writer_a.put(url(task_id), json={"title": "From A"}),
-        lambda: writer_b.put(url(task_id), json={"title": "From B"}),
+    response = _behind_an_uncommitted_write(
+        app, backend, task_id, lambda: alice.put(url(task_id), json={"title": "From A"})
     )
 
-    assert second.status_code == 200
-    assert first.status_code == 409
-    assert first.json["error"]["code"] == "CONFLICT"
-    assert writer_a.get(url(task_id)).json["data"]["title"] == "From B"
+    assert response.status_code == 200, response.json
+    assert response.headers["ETag"] == '"3"'
+    assert response.json["data"]["title"] == "From A"
+    assert response.json["data"]["description"] == "B's note"
+    assert stored_version(app, task_id) == 3
 
 
 def test_many_concurrent_writers_with_one_etag_exactly_one_wins(app, client_for):

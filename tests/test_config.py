@@ -15,7 +15,7 @@ from conftest import TEST_SECRET, make_token
 
 from todo import create_app
 from todo.config import ConfigError, development_secret, from_env, normalize_database_url
-from todo.extensions import db
+from todo.extensions import db, drop_if_closed_by_server
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = Path(sys.executable).parent / "flask"
@@ -385,7 +385,12 @@ def test_pool_settings_come_from_db_pool_variables(clean_env, monkeypatch, url):
     assert pool._max_overflow == 4
     assert pool._recycle == 60
     assert pool._timeout == 7
-    assert pool._pre_ping is True
+    # No ping round trip: the checkout hook drops connections the server closed.
+    assert pool._pre_ping is False
+    engine = engine_of(build(DATABASE_URL=url))
+    assert sa.event.contains(engine, "checkout", drop_if_closed_by_server) == (
+        engine.dialect.name == "postgresql"
+    )
 
 
 def test_default_pool_settings(clean_env):

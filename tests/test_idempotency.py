@@ -269,7 +269,7 @@ def test_the_unique_key_decides_a_race_the_python_check_missed(
     assert len(rows(app, Task)) == 1
 
 
-def test_migrations_0002_and_0003_upgrade_downgrade_and_upgrade_again(backend, tmp_path):
+def test_migrations_0002_to_0004_upgrade_downgrade_and_upgrade_again(backend, tmp_path):
     name = f"todo_migrations_{uuid.uuid4().hex[:12]}"
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
@@ -278,12 +278,13 @@ def test_migrations_0002_and_0003_upgrade_downgrade_and_upgrade_again(backend, t
     app = create_app(base_config(url))
     try:
         with app.app_context():
+            all_tables = {"tasks", "idempotency_keys", "task_revisions"}
             flask_migrate.upgrade()
-            assert _schema(backend) == ({"tasks", "idempotency_keys"}, True)
+            assert _schema(backend) == (all_tables, True)
             flask_migrate.downgrade(revision="0001")
             assert _schema(backend) == ({"tasks"}, False)
             flask_migrate.upgrade()
-            assert _schema(backend) == ({"tasks", "idempotency_keys"}, True)
+            assert _schema(backend) == (all_tables, True)
             db.engine.dispose()
     finally:
         if backend == "postgresql":
@@ -299,7 +300,7 @@ def _schema(backend):
     forced = db.session.scalars(
         sa.text(
             "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"
-            " WHERE relname IN ('tasks', 'idempotency_keys')"
+            " WHERE relname IN ('tasks', 'idempotency_keys', 'task_revisions')"
         )
     ).all()
     db.session.commit()

@@ -71,7 +71,7 @@ def test_unfiltered_select_update_delete_in_a_request_touch_only_the_callers_row
             sa.delete(Task).where(Task.title == "overwritten")
         ).rowcount
         db.session.commit()
-        return task_service.TaskPage(items_json="[]", count=0, total=0, limit=1, next_cursor=None)
+        return task_service.TaskPage(items_json=b"[]", count=0, total=0, limit=1, next_cursor=None)
 
     monkeypatch.setattr(task_service, "list_page", unfiltered)
 
@@ -180,7 +180,7 @@ def test_behind_pgbouncer_transaction_mode_users_never_see_each_other(bouncer, m
         backend_pid = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
         users = set(db.session.scalars(sa.select(Task.user_id)))
         seen.append((user_id, users, backend_pid))
-        return task_service.TaskPage(items_json="[]", count=0, total=0, limit=1, next_cursor=None)
+        return task_service.TaskPage(items_json=b"[]", count=0, total=0, limit=1, next_cursor=None)
 
     for round_ in range(4):  # past psycopg's prepare threshold of 5 statements
         for user, client in clients.items():

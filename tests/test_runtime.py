@@ -58,8 +58,8 @@ def test_gunicorn_defaults_bind_loopback_8000_and_a_worker_per_core():
     assert settings["worker_class"] == "sync"
     assert settings["timeout"] == "30"
     assert settings["graceful_timeout"] == "8"
-    assert settings["max_requests"] == "10000"
-    assert settings["max_requests_jitter"] == "1000"
+    assert settings["max_requests"] == "200000"
+    assert settings["max_requests_jitter"] == "20000"
     assert settings["errorlog"] == "-"
     assert settings["accesslog"] == "None"  # the app writes the access line
     assert settings["forwarded_allow_ips"] == "[]"

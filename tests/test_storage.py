@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import TIME, acting_as, create, every_row, insert, row
 
-from todo import cursor
+from todo import cursor, roundtrip
 from todo import tasks as service
 from todo.extensions import db
 from todo.models import Task
@@ -210,18 +210,31 @@ def seed_many_users(app, users=20, per_user=200):
 
 
 def captured_list_statements(app, sort, after=None):
-    """The SELECT ... ORDER BY that todo.tasks.list_page sends, with its parameters."""
+    """The SELECT ... ORDER BY that todo.tasks.list_page sends, with its parameters.
+
+    On PostgreSQL the statement goes to the driver after the RLS settings, in one
+    message (todo/roundtrip.py); elsewhere through SQLAlchemy's execution."""
     captured = []
 
     def capture(conn, cursor, statement, parameters, *args):
         if "ORDER BY" in statement:
             captured.append((statement, parameters))
 
+    send = roundtrip._run
+
+    def capture_sent(engine, sql, parameters, *rest):
+        settings, statement = sql.split(";\n", 1)
+        assert settings + ";\n" == roundtrip.SETTINGS
+        capture(None, None, statement, parameters)
+        return send(engine, sql, parameters, *rest)
+
     with app.app_context(), acting_as(USER):
         sa.event.listen(db.engine, "before_cursor_execute", capture)
+        roundtrip._run = capture_sent
         try:
             page = service.list_page(USER, sort=sort, limit=20, after=after)
         finally:
+            roundtrip._run = send
             sa.event.remove(db.engine, "before_cursor_execute", capture)
         _, value, last_id = cursor.decode(page.next_cursor)
     assert len(captured) == 1

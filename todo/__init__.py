@@ -9,7 +9,8 @@ from todo import config as settings
 from todo import health, hooks, limits, logs, metrics, rls
 from todo.api import Api
 from todo.auth import TokenVerifier
-from todo.extensions import db, init_sqlite, migrate
+from todo.extensions import db, init_engines, migrate
+from todo.pagecache import PageCache
 from todo.resources import register_blueprints
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -67,7 +68,7 @@ def create_app(config=None):
     db.init_app(app)
     rls.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
-    init_sqlite(app)
+    init_engines(app)
     if app.config["CORS_ORIGINS"]:
         CORS(
             app,
@@ -77,6 +78,7 @@ def create_app(config=None):
             max_age=600,
         )
     app.extensions["todo.tokens"] = TokenVerifier(app.config)
+    app.extensions["todo.pages"] = PageCache(int(app.config["PAGE_CACHE_MB"] * 2**20))
 
     api = Api(app)
     register_blueprints(api)

@@ -77,6 +77,7 @@ def from_env(environ=os.environ) -> dict:
         "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 10),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000),
+        "PAGE_CACHE_MB": _number(environ, "PAGE_CACHE_MB", 64),
         "DB_PREPARED_STATEMENTS": environ.get("DB_PREPARED_STATEMENTS", "").lower()
         not in ("0", "false", "no", "off"),
     }
@@ -92,10 +93,10 @@ def normalize_database_url(url: str) -> str:
 
 def engine_options(config: dict, url: sa.URL) -> dict:
     """Pool and driver settings for the engine of `url`."""
+    # No pool_pre_ping: todo/extensions.py checks at checkout, without a round trip,
+    # that the server has not closed the connection (restarts, failovers, Neon's
+    # computes coming back).
     options = {
-        # A round trip per checkout, and no 503 when the database restarted
-        # between two requests (failovers, Neon's computes coming back).
-        "pool_pre_ping": True,
         # Errors (and so the 500s' stack traces in the log) show the SQL without
         # its values, which are users' text.
         "hide_parameters": True,

@@ -24,10 +24,12 @@ def success(data, **extra_meta) -> dict:
     return {"data": data, "meta": meta(**extra_meta)}
 
 
-def success_response(data_json: str, **extra_meta):
-    """A success envelope around data already encoded as JSON text."""
-    meta_json = current_app.json.dumps(meta(**extra_meta), separators=COMPACT)
-    body = f'{{"data":{data_json},"meta":{meta_json}}}'
+def success_response(data_json: str | bytes, **extra_meta):
+    """A success envelope around data already encoded as JSON (text or UTF-8)."""
+    if isinstance(data_json, str):
+        data_json = data_json.encode()
+    meta_json = current_app.json.dumps(meta(**extra_meta), separators=COMPACT).encode()
+    body = b"".join((b'{"data":', data_json, b',"meta":', meta_json, b"}"))
     return current_app.response_class(body, mimetype="application/json")
 
 

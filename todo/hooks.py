@@ -7,6 +7,7 @@ import time
 import uuid
 
 from flask import current_app, g, request
+from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -51,9 +52,12 @@ def finish_response(response):
     if current_app.config["ENVIRONMENT"] == "production":
         response.headers["Strict-Transport-Security"] = HSTS
     status = response.status_code
+    level = logging.ERROR if status >= 500 else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return response
     # Never the query string, headers or body: they may carry a token or a user's text.
     access_log.log(
-        logging.ERROR if status >= 500 else logging.INFO,
+        level,
         "%s %s %s",
         request.method,
         request.path,
@@ -72,7 +76,22 @@ def finish_response(response):
     return response
 
 
+class NoCookieSession(SessionInterface):
+    """Every request authenticates with its bearer token; the API has no cookie session.
+
+    SECRET_KEY is set (it signs list cursors), so Flask would otherwise open and
+    verify a session cookie on every request.
+    """
+
+    def open_session(self, app, request):
+        return None  # Flask then uses a NullSession, which it never saves
+
+    def save_session(self, app, session, response):
+        pass
+
+
 def init_app(app):
+    app.session_interface = NoCookieSession()
     # TRUSTED_PROXY_COUNT: how many proxies (load balancer, ingress...) stand in
     # front of the app and append to X-Forwarded-*. Only then are those headers
     # believed: the client's address, and https in Location URLs.

@@ -1,4 +1,4 @@
-"""Database models: the tasks table and its idempotency records"""
+"""Database models: the tasks table, its revisions and its idempotency records"""
 
 import uuid
 from datetime import UTC, datetime
@@ -95,6 +95,19 @@ class Task(Base):
 
     def __repr__(self) -> str:
         return f"<Task {self.id} of {self.user_id!r}>"
+
+
+class TaskRevision(Base):
+    """A value that changes with every write to a user's tasks, set by the triggers
+    of migration 0004: what the list pages kept in memory are checked against."""
+
+    __tablename__ = "task_revisions"
+
+    user_id: Mapped[str] = mapped_column(sa.String(USER_ID_MAX), primary_key=True)
+    revision: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+
+    def __repr__(self) -> str:
+        return f"<TaskRevision {self.revision} of {self.user_id!r}>"
 
 
 IDEMPOTENCY_KEY_MAX = 255

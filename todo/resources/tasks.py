@@ -2,7 +2,6 @@
 
 from flask import Response, g, jsonify, request, url_for
 from flask.views import MethodView
-from flask_smorest import abort
 
 from todo import idempotency, tasks
 from todo.api import Blueprint
@@ -17,8 +16,8 @@ from todo.schemas import (
     TaskQueryArgsSchema,
     TaskResponseSchema,
     TaskUpdateSchema,
-    task_json,
 )
+from todo.tasks import TaskDocument
 
 blp = Blueprint(
     "tasks",
@@ -58,57 +57,47 @@ def conditional_write(view):
     return blp.alt_response(412, response="PRECONDITION_FAILED")(view)
 
 
-def etag(task: Task) -> str:
-    """The task's strong ETag: its version, which every UPDATE bumps."""
+def etag(task: TaskDocument | Task) -> str:
+    """The task's strong ETag: its version, which every change bumps."""
     return f'"{task.version}"'
 
 
-def not_modified(task: Task) -> bool:
-    """If-None-Match names the task's current ETag (weak comparison, RFC 9110 13.1.2)."""
-    return request.if_none_match.contains_weak(str(task.version))
+def if_match_versions() -> frozenset[int] | None:
+    """The versions If-Match admits; None when absent or `*` (any existing task).
+
+    Strong comparison: weak tags never match, nor tags that are no version of ours.
+    The write checks them in its WHERE, so a write that slipped in between fails.
+    """
+    if_match = request.if_match
+    if not if_match or if_match.star_tag:
+        return None
+    return frozenset(int(tag) for tag in if_match.as_set() if tag.isdigit())
 
 
 # The views return finished responses, which flask-smorest passes through: the
-# @blp.response schemas document them, task_json builds them (see its docstring).
+# @blp.response schemas document them, task_json or the database builds them.
+# The argument schemas are instances: webargs would build (and deep-copy the
+# fields of) a schema given as a class on every request.
 
 
-def task_response(data: dict, status: int, headers: dict) -> Response:
-    response = jsonify(success(data))
+def one_task(task: TaskDocument, status: int = 200, headers: dict | None = None) -> Response:
+    """The envelope of one task, with its ETag."""
+    response = success_response(task.json)
     response.status_code = status
-    response.headers.update(headers)
+    response.headers.update({"ETag": etag(task), **(headers or {})})
     return response
 
 
-def one_task(task: Task) -> Response:
-    """The envelope of one task, with its ETag."""
-    return task_response(task_json(task), 200, {"ETag": etag(task)})
-
-
-def created_headers(task: Task) -> dict:
-    return {
-        "Location": url_for(
-            "tasks.TaskById", user_id=task.user_id, task_id=task.id, _external=True
-        ),
-        "ETag": etag(task),
-    }
-
-
-def check_if_match(task: Task) -> None:
-    """412 when If-Match is sent and names no current version of the task.
-
-    If-Match uses the strong comparison (a weak tag never matches) and `*` matches
-    any existing task. This is the early, friendly check: the UPDATE or DELETE that
-    follows also requires the version it read, so a write that slips in between
-    still fails (StaleDataError, 412 in todo/api.py).
-    """
-    if request.if_match and not request.if_match.contains(str(task.version)):
-        abort(412)
+def created_headers(task: TaskDocument | Task) -> dict:
+    """Location and ETag of a task the request created."""
+    url = url_for("tasks.TaskById", user_id=g.user_id, task_id=task.id, _external=True)
+    return {"Location": url, "ETag": etag(task)}
 
 
 @blp.route("")
 @blp.errors(get=(401, 403), post=(401, 403, 413, 415))
 class Tasks(MethodView):
-    @blp.arguments(TaskQueryArgsSchema, location="query")
+    @blp.arguments(TaskQueryArgsSchema(), location="query")
     @blp.response(200, TaskListResponseSchema)
     def get(self, args, user_id):
         """List tasks
@@ -125,8 +114,8 @@ class Tasks(MethodView):
             total=page.total,
         )
 
-    @blp.arguments(TaskCreateSchema)
-    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.arguments(TaskCreateSchema())
+    @blp.arguments(IdempotencyHeaderSchema(), location="headers")
     @blp.response(
         201,
         TaskResponseSchema,
@@ -148,7 +137,7 @@ class Tasks(MethodView):
         key = idempotency_args.get("idempotency_key")
         if key is None:
             task = tasks.create(g.user_id, **body)
-            return task_response(task_json(task), 201, created_headers(task))
+            return one_task(task, 201, created_headers(task))
         outcome = idempotency.create_task_once(
             g.user_id,
             key,
@@ -159,7 +148,10 @@ class Tasks(MethodView):
         headers = dict(outcome.headers)
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return task_response(outcome.data, 201, headers)
+        response = jsonify(success(outcome.data))
+        response.status_code = 201
+        response.headers.update(headers)
+        return response
 
 
 @blp.route("/<task_id>")
@@ -173,12 +165,12 @@ class TaskById(MethodView):
 
         Answers 304 with no body when `If-None-Match` names the current ETag.
         """
-        task = tasks.get_or_404(g.user_id, task_id)
-        if not_modified(task):
+        task = tasks.get(g.user_id, task_id)
+        if request.if_none_match.contains_weak(str(task.version)):
             return Response(status=304, headers={"ETag": etag(task)})
         return one_task(task)
 
-    @blp.arguments(TaskUpdateSchema)
+    @blp.arguments(TaskUpdateSchema())
     @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
     @conditional_write
     def put(self, changes, user_id, task_id):
@@ -187,23 +179,19 @@ class TaskById(MethodView):
         `title` is required; `description` and `is_completed` keep their values
         when omitted, and `"description": null` clears the description.
         """
-        task = tasks.get_or_404(g.user_id, task_id)
-        check_if_match(task)
-        return one_task(tasks.update(task, changes))
+        return one_task(tasks.update(g.user_id, task_id, changes, if_match_versions()))
 
     @blp.response(204)
     @conditional_write
     def delete(self, user_id, task_id):
         """Delete a task"""
-        task = tasks.get_or_404(g.user_id, task_id)
-        check_if_match(task)
-        tasks.delete(task)
+        tasks.delete(g.user_id, task_id, if_match_versions())
 
 
 @blp.route("/<task_id>/complete")
 @blp.errors(patch=(401, 403, 404, 413, 415))
 class TaskCompletion(MethodView):
-    @blp.arguments(TaskCompleteSchema, required=False)
+    @blp.arguments(TaskCompleteSchema(), required=False)
     @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
     @conditional_write
     def patch(self, body, user_id, task_id):
@@ -212,6 +200,5 @@ class TaskCompletion(MethodView):
         No body, or `{}`, completes the task (completing a completed task keeps its
         `completed_at`); `{"is_completed": false}` reopens it.
         """
-        task = tasks.get_or_404(g.user_id, task_id)
-        check_if_match(task)
-        return one_task(tasks.set_completed(task, body["is_completed"]))
+        task = tasks.set_completed(g.user_id, task_id, body["is_completed"], if_match_versions())
+        return one_task(task)

@@ -73,12 +73,14 @@ class _JSONLogger(Logger):
 # network; the container image sets HOST=0.0.0.0.
 bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
 
-# One process per core. The work of a request is mostly waiting on the database,
-# yet the measurement in docs/scaling.md found no gain in threads on this app,
-# so plain sync workers: simplest, and a stuck request holds only its worker.
+# One process per core, two threads each: while one thread waits (a commit's WAL
+# flush, a client reading a long list), the other serves. Measured against sync
+# workers in docs/scaling.md: writes and long lists gain a third or more, a
+# CPU-bound one-task GET loses about a tenth. gthread also keeps connections
+# alive (keepalive below) and does not block on a slow client.
 workers = _int("WEB_CONCURRENCY", _cores())
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = _int("GUNICORN_THREADS", 1)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = _int("GUNICORN_THREADS", 2)
 
 # A worker silent this long is killed and replaced. Requests are bounded far
 # below this by DB_STATEMENT_TIMEOUT_MS and DB_POOL_TIMEOUT.

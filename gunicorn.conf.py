@@ -73,14 +73,13 @@ class _JSONLogger(Logger):
 # network; the container image sets HOST=0.0.0.0.
 bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
 
-# One process per core, two threads each: while one thread waits (a commit's WAL
-# flush, a client reading a long list), the other serves. Measured against sync
-# workers in docs/scaling.md: writes and long lists gain a third or more, a
-# CPU-bound one-task GET loses about a tenth. gthread also keeps connections
-# alive (keepalive below) and does not block on a slow client.
+# One process per core, sync workers. gthread (2 threads) served a third more
+# writes, but its keep-alive connections spread unevenly over the workers and the
+# p95 at 100 connections was three times the p50 (docs/scaling.md). sync workers
+# take each connection from the shared accept queue: an even, shorter tail.
 workers = _int("WEB_CONCURRENCY", _cores())
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = _int("GUNICORN_THREADS", 2)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = _int("GUNICORN_THREADS", 1)
 
 # A worker silent this long is killed and replaced. Requests are bounded far
 # below this by DB_STATEMENT_TIMEOUT_MS and DB_POOL_TIMEOUT.

@@ -55,8 +55,8 @@ def test_gunicorn_defaults_bind_loopback_8000_and_a_worker_per_core():
 
     assert settings["bind"] == "['127.0.0.1:8000']"  # the README's http://127.0.0.1:8000
     assert settings["workers"] == str(usable_cores())
-    assert settings["worker_class"] == "gthread"
-    assert settings["threads"] == "2"
+    assert settings["worker_class"] == "sync"
+    assert settings["threads"] == "1"
     assert settings["timeout"] == "30"
     assert settings["graceful_timeout"] == "8"
     assert settings["max_requests"] == "200000"

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import make_token
 
-from todo import admin, rls
+from todo import admin, rls, seeding
 from todo import tasks as task_service
 from todo.extensions import db
 from todo.models import Task, TaskRevision
@@ -166,3 +166,20 @@ def test_page_cache_mb_0_keeps_nothing(make_app, monkeypatch):
 
     assert len(reads) == 2
     assert app.extensions["todo.pages"].size == 0
+
+
+def test_a_bulk_insert_changes_the_revision_too(workers):
+    """The seed and the import defer the trigger per row and bump the users after."""
+    (first, _), (one, _) = workers
+    assert one.post("/api/alice/tasks", json={"title": "typed"}).status_code == 201
+    assert titles(one) == ["typed"]
+
+    with first.app_context(), rls.bypass():
+        assert seeding.seed(["alice", "bob"], 2) == 4
+
+    assert len(titles(one)) == 3
+    with first.app_context(), rls.bypass():
+        assert {row.user_id for row in db.session.scalars(sa.select(TaskRevision))} == {
+            "alice",
+            "bob",
+        }

@@ -27,21 +27,30 @@ depends_on = None
 
 USER = "user_id = current_setting('app.user_id', true)"
 
+# A bulk loader (todo/seeding.py) that sends a statement per row defers the
+# trigger for its statements (todo.defer_revisions, transaction-local) and calls
+# bump_task_revisions_of() itself for the users it wrote, in the same transaction.
 POSTGRESQL_TRIGGERS = (
     "CREATE SEQUENCE task_revision_numbers",
     """
-CREATE FUNCTION bump_task_revisions() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+CREATE FUNCTION bump_task_revisions_of(users text[]) RETURNS void LANGUAGE sql AS $$
     INSERT INTO task_revisions AS r (user_id, revision)
     SELECT user_id, nextval('task_revision_numbers')
-    FROM (SELECT DISTINCT user_id FROM changed) AS users
-    ON CONFLICT (user_id) DO UPDATE SET revision = EXCLUDED.revision;
+    FROM (SELECT DISTINCT user_id FROM unnest(users) AS users(user_id)) AS distinct_users
+    ON CONFLICT (user_id) DO UPDATE SET revision = EXCLUDED.revision
+$$
+""",
+    """
+CREATE FUNCTION bump_task_revisions() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM bump_task_revisions_of(ARRAY(SELECT user_id FROM changed));
     RETURN NULL;
 END $$
 """,
     *(
         f"CREATE TRIGGER tasks_revision_{event} AFTER {event.upper()} ON tasks"
         f" REFERENCING {row} TABLE AS changed FOR EACH STATEMENT"
+        " WHEN (current_setting('todo.defer_revisions', true) IS DISTINCT FROM 'on')"
         " EXECUTE FUNCTION bump_task_revisions()"
         for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
     ),
@@ -115,6 +124,7 @@ def downgrade():
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER tasks_revision_{event} ON tasks")
         op.execute("DROP FUNCTION bump_task_revisions()")
+        op.execute("DROP FUNCTION bump_task_revisions_of(text[])")
         op.execute("DROP SEQUENCE task_revision_numbers")
     else:
         for event in ("insert", "update", "delete"):

@@ -9,7 +9,10 @@ file, who has all the seeded tasks), and a `before_cursor_execute` listener
 explains each statement on the same connection with the same parameters, inside
 a transaction or savepoint that is rolled back, before the statement itself runs.
 So the plans are those of the app's own SQL and bind values, and the write
-endpoints' EXPLAIN ANALYZE leaves no trace.
+endpoints' EXPLAIN ANALYZE leaves no trace. The six endpoints send their
+statement on the driver (todo/roundtrip.py), in one message after the
+row-level-security settings: those are explained on a connection of the same
+pool, in a transaction that applies the same settings first and is rolled back.
 """
 
 import argparse
@@ -49,6 +52,27 @@ class Recorder:
             explain.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
             plan = "\n".join(row[0] for row in explain.fetchall())
         self.entries.append({"endpoint": self.endpoint, "sql": sql, "plan": plan})
+
+    def around(self, send):
+        """todo.roundtrip._run, explaining each statement before it is sent."""
+
+        def explained_then_sent(engine, sql, params, *rest):
+            settings, statement = sql.split(";\n", 1)
+            if self.endpoint is not None and DML.match(statement):
+                pooled = engine.raw_connection()
+                try:
+                    raw = pooled.driver_connection
+                    with raw.transaction(force_rollback=True), psycopg.ClientCursor(raw) as cur:
+                        cur.execute(settings, params)
+                        shown = cur.mogrify(statement, params)
+                        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
+                        plan = "\n".join(row[0] for row in cur.fetchall())
+                finally:
+                    pooled.close()
+                self.entries.append({"endpoint": self.endpoint, "sql": shown, "plan": plan})
+            return send(engine, sql, params, *rest)
+
+        return explained_then_sent
 
 
 def requests_for(user_id, task_ids):
@@ -98,13 +122,14 @@ def main():
     user_id = args.user_id or sorted(tokens)[0]
     headers = {"Authorization": f"Bearer {tokens[user_id]}"}
 
-    from todo import create_app, rls  # noqa: PLC0415 (after sys.path is set)
+    from todo import create_app, rls, roundtrip  # noqa: PLC0415 (after sys.path is set)
     from todo.extensions import db  # noqa: PLC0415
 
     app = create_app()
     recorder = Recorder()
     with app.app_context():
         sa.event.listen(db.engine, "before_cursor_execute", recorder)
+        roundtrip._run = recorder.around(roundtrip._run)
         with db.engine.connect() as conn, rls.acting_as(user_id):
             rls.apply(conn)  # the user's rows only, as in a request
             task_count = conn.scalar(

@@ -2,7 +2,9 @@
 
 Migration 0003 enables and forces policies on `tasks` and `idempotency_keys` that
 admit a row when `user_id = current_setting('app.user_id', true)`, and every row to
-the role `<database>_operator`. Here every transaction of the ORM session starts by
+the role `<database>_operator`. The API's endpoints send these settings in the
+message of their one statement (todo/roundtrip.py). Here, for what goes through
+the ORM session (the Idempotency-Key POST, the CLI), every transaction starts by
 setting the user (and, to bypass, the operator role) with `set_config(..., true)`,
 which lasts until the end of that transaction only: nothing leaks into the next
 user of a pooled connection, and it works behind PgBouncer in transaction mode,

@@ -66,9 +66,9 @@ def rows(
     params = dict(params or {})
     engine = db.engine
     if engine.dialect.name != "postgresql":
-        plain = statement.statement if isinstance(statement, Statement) else statement
+        executable = statement.statement if isinstance(statement, Statement) else statement
         with engine.begin() as connection:
-            result = connection.execute(plain, params)
+            result = connection.execute(executable, params)
             return result.all() if result.returns_rows else []
     if isinstance(statement, Statement):
         sql, constants = statement.compiled(engine.dialect)
@@ -77,7 +77,29 @@ def rows(
     params = {**constants, **params}
     params["rls_user_id"] = user_id
     params["rls_statement_timeout"] = str(current_app.config["DB_STATEMENT_TIMEOUT_MS"])
-    return _run(engine, SETTINGS + sql, params, tuple_row if plain else namedtuple_row)
+    row_factory = tuple_row if plain else namedtuple_row
+    try:
+        return _run(engine, SETTINGS + sql, params, row_factory)
+    except sa.exc.DBAPIError as error:
+        if not (error.connection_invalidated and _nothing_was_written(sql, error.orig)):
+            raise
+    # The connection was lost (e.g. terminated by a restart whose goodbye had not yet
+    # reached the checkout check) and nothing was written: once more, on a new one.
+    return _run(engine, SETTINGS + sql, params, row_factory)
+
+
+# The server ended the session and answered so: the statement's implicit
+# transaction was rolled back (admin_shutdown, crash_shutdown, cannot_connect_now).
+SESSION_ENDED_BY_SERVER = {"57P01", "57P02", "57P03"}
+
+
+def _nothing_was_written(sql: str, error: Exception) -> bool:
+    """Whether a lost connection's statement surely changed nothing: a read, or a
+    write that the server said it aborted (a connection lost without an answer
+    may have committed the write; that one is the client's to retry)."""
+    return sql.lstrip().upper().startswith("SELECT") or (
+        getattr(error, "sqlstate", None) in SESSION_ENDED_BY_SERVER
+    )
 
 
 def _run(engine: sa.Engine, sql: str, params: dict, row_factory=namedtuple_row) -> list:

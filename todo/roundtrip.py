@@ -113,8 +113,9 @@ def _run(engine: sa.Engine, sql: str, params: dict, row_factory=namedtuple_row) 
             cursor.nextset()
             return cursor.fetchall() if cursor.description else []
     except psycopg.Error as error:
-        lost = driver is None or engine.dialect.is_disconnect(error, driver, None)
-        if lost and pooled is not None:
+        # Lost: a connection that was open is gone (not: none could be opened).
+        lost = driver is not None and engine.dialect.is_disconnect(error, driver, None)
+        if lost:
             pooled.invalidate(error)
         raise sa.exc.DBAPIError.instance(
             sql, None, error, psycopg.Error, connection_invalidated=lost, dialect=engine.dialect

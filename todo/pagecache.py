@@ -17,6 +17,9 @@ from collections import OrderedDict
 
 
 class PageCache:
+    """An LRU bounded by bytes whose hits must match a revision: what functools'
+    lru_cache (bounded by count, no validation) does not do."""
+
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.size = 0

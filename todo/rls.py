@@ -86,24 +86,21 @@ def _apply_now() -> None:
 
 
 @contextmanager
+def _setting(variable: ContextVar, value):
+    token = variable.set(value)
+    _apply_now()
+    try:
+        yield
+    finally:
+        variable.reset(token)
+    _apply_now()  # not after an error: the transaction may be aborted
+
+
 def bypass():
     """Let the session see and change every user's rows: for operator commands only."""
-    token = _bypass.set(True)
-    _apply_now()
-    try:
-        yield
-    finally:
-        _bypass.reset(token)
-    _apply_now()  # not after an error: the transaction may be aborted
+    return _setting(_bypass, True)
 
 
-@contextmanager
 def acting_as(user_id: str):
     """Bind the session's transactions to `user_id` outside a request (e.g. the CLI)."""
-    token = _acting_as.set(user_id)
-    _apply_now()
-    try:
-        yield
-    finally:
-        _acting_as.reset(token)
-    _apply_now()  # not after an error: the transaction may be aborted
+    return _setting(_acting_as, user_id)

@@ -43,37 +43,22 @@ class Statement:
 
     def compiled(self, dialect) -> tuple[str, dict]:
         if dialect.name not in self._compiled:
-            self._compiled[dialect.name] = _compile(self.statement, dialect)
+            compiled = self.statement.compile(dialect=dialect)
+            self._compiled[dialect.name] = (str(compiled), compiled.params)
         return self._compiled[dialect.name]
 
 
-def _compile(statement: sa.Executable, dialect) -> tuple[str, dict]:
-    compiled = statement.compile(dialect=dialect)
-    return str(compiled), compiled.params
+def rows(statement: Statement, user_id: str, params: dict, plain: bool = False) -> list:
+    """The rows of `statement` run as `user_id` with `params`; [] when it returns none.
 
-
-def rows(
-    statement: Statement | sa.Executable,
-    user_id: str,
-    params: dict | None = None,
-    plain: bool = False,
-) -> list:
-    """The rows of `statement` run as `user_id`; [] when it returns none.
-
-    A `Statement` takes its values from `params`; a plain statement carries its own.
     Rows are named tuples, or with `plain` bare tuples (cheaper by the thousand).
     """
-    params = dict(params or {})
     engine = db.engine
     if engine.dialect.name != "postgresql":
-        executable = statement.statement if isinstance(statement, Statement) else statement
         with engine.begin() as connection:
-            result = connection.execute(executable, params)
+            result = connection.execute(statement.statement, params)
             return result.all() if result.returns_rows else []
-    if isinstance(statement, Statement):
-        sql, constants = statement.compiled(engine.dialect)
-    else:  # built for this request: its values are in it
-        sql, constants = _compile(statement, engine.dialect)
+    sql, constants = statement.compiled(engine.dialect)
     params = {**constants, **params}
     params["rls_user_id"] = user_id
     params["rls_statement_timeout"] = str(current_app.config["DB_STATEMENT_TIMEOUT_MS"])

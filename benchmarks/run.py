@@ -58,6 +58,10 @@ SCENARIOS = {
     "delete": "DELETE (distinct ids)",
 }
 NEEDS_IDS = {"get", "update", "complete", "delete", "mix"}
+# The floor's second route (floor.py): the GET's one database round trip and nothing
+# else, driven by the `get` scenario; it bounds what the GET target can reach.
+FLOOR_GET = "floor_get"
+FLOOR_GET_LABEL = "floor + the GET's database round trip"
 WARMED = {"list100", "list1000"}  # read-only: a warm-up changes nothing they measure
 TARGETS = {"get": 0.50, "list100": 0.25}  # fraction of the floor's requests/s
 P95_BUDGET_MS = 200
@@ -217,6 +221,7 @@ class Server:
     port: int
     command: list
     log_path: Path
+    ready_path: str
     config: dict = field(default_factory=dict)
 
     def workers(self):
@@ -285,7 +290,7 @@ def start_server(name, app_module, extra, env, ready_path, run_dir):  # noqa: PL
     log(f"starting {name}: {shlex.join(command)} (port {port})")
     log_file = open(log_path, "w")  # noqa: SIM115 (kept open for the server's life)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
-    server = Server(name, process, port, command, log_path,
+    server = Server(name, process, port, command, log_path, ready_path,
                     effective_config(app_module, extra, env))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -368,7 +373,7 @@ class Row:
 def run_scenario(server, scenario, connections, args, data_path, db_url=None):  # noqa: PLR0917
     stats = wrk(server.port, scenario, connections, args.duration, args.threads,
                 data_path, args.timeout)
-    settle(server.port, db_url, "/" if scenario == "floor" else "/healthz")
+    settle(server.port, db_url, server.ready_path)
     errors = stats["errors"]
     note = f" ERRORS {errors}: {stats['socket_errors']} {stats['bad_statuses']}" if errors else ""
     if stats["requests"] == 0:
@@ -434,7 +439,7 @@ def results_table(rows):
     for row in rows:
         s, lat = row.stats, row.stats["latency_ms"]
         label = f"floor (constant JSON), {row.label}" if row.scenario == "floor" \
-            else SCENARIOS[row.scenario]
+            else FLOOR_GET_LABEL if row.scenario == FLOOR_GET else SCENARIOS[row.scenario]
         ratio = "100 %" if row.scenario == "floor" else (
             "-" if row.ratio is None else f"{row.ratio:.1%}".replace("%", " %"))
         lines.append(
@@ -447,7 +452,7 @@ def results_table(rows):
 def floor_baseline(floor_rows):
     """The floor's mean requests/s per concurrency, and how far its runs differ (%)."""
     by_connections = {}
-    for row in floor_rows:
+    for row in (r for r in floor_rows if r.scenario == "floor"):
         by_connections.setdefault(row.connections, []).append(row.stats["rps"])
     mean = {c: sum(v) / len(v) for c, v in by_connections.items()}
     drift = {c: (max(v) - min(v)) / mean[c] if mean[c] else 0.0
@@ -460,7 +465,7 @@ def floor_baseline(floor_rows):
 
 
 def check_targets(rows, rss):
-    api = [r for r in rows if r.scenario != "floor"]
+    api = [r for r in rows if r.scenario in SCENARIOS]
     checks = []
     for scenario, fraction in TARGETS.items():
         for row in (r for r in api if r.scenario == scenario):
@@ -488,6 +493,26 @@ def check_targets(rows, rss):
     checks.append(("zero errors (socket errors, statuses >= 400, delete out of ids)",
                    str(errors), errors == 0))
     return checks
+
+
+def get_ceiling(rows):
+    """What the GET's floor says about the GET target, or None without it."""
+    floor_get = {r.connections: r for r in rows if r.scenario == FLOOR_GET}
+    api_get = {r.connections: r for r in rows if r.scenario == "get"}
+    shared = [c for c in floor_get if c in api_get]
+    if not shared:
+        return None
+    return (
+        "Ceiling of the GET target on this machine: the floor's route that makes only the "
+        "GET's database round trip (benchmarks/floor.py: no pool, token check, "
+        "flask-smorest, hooks or envelope) reached "
+        + " and ".join(f"{floor_get[c].ratio:.0%} of the floor at {c} connections"
+                       for c in shared)
+        + "; the API's GET reached "
+        + " and ".join(f"{api_get[c].stats['rps'] / floor_get[c].stats['rps']:.0%}"
+                       for c in shared)
+        + " of that route."
+    )
 
 
 def write_results(path, context):
@@ -528,6 +553,7 @@ def write_results(path, context):
         *(f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
           for name, value, ok in c["checks"]),
         "",
+        *([c["ceiling"], ""] if c["ceiling"] else []),
         "## Memory per worker",
         "",
         "RSS of each gunicorn worker (from /proc/PID/status) after the last scenario:",
@@ -558,9 +584,10 @@ def write_results(path, context):
         f"- Each server is warmed up once ({c['warmup']} s), then serves every scenario in "
         f"turn; the list scenarios get {c['warmup']} s of the same load first, unmeasured, "
         "so that every worker holds every user's page (a first read is a miss in each "
-        "worker; the mix measures lists read again after writes); between two measurements the harness waits until the server has drained "
-        "the requests wrk left queued. Creates add tasks; delete runs last and removes "
-        "distinct tasks (ids handed out per wrk thread).",
+        "worker; the mix measures lists read again after writes); between two measurements "
+        "the harness waits until the server has drained the requests wrk left queued. "
+        "Creates add tasks; delete runs last and removes distinct tasks (ids handed out "
+        "per wrk thread).",
         "",
         "## Machine",
         "",
@@ -625,6 +652,7 @@ def update_readme(context):
         "|---|---|---|",
         *(f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
           for name, value, ok in context["checks"]),
+        *(["", context["ceiling"]] if context["ceiling"] else []),
         README_END,
     ]
     head, rest = text.split(README_BEGIN, 1)
@@ -655,7 +683,8 @@ def parse_args():
                         help="wrk request timeout in seconds (slower answers count as errors)")
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--tasks-per-user", type=int, default=1000)
-    parser.add_argument("--warmup", type=int, help="seconds of warm-up per server and list scenario (default 5)")
+    parser.add_argument("--warmup", type=int,
+                        help="seconds of warm-up per server and list scenario (default 5)")
     parser.add_argument("--keep-db", action="store_true",
                         help="keep the database this run created (for inspection)")
     parser.add_argument("--no-plans", action="store_true", help="skip the EXPLAIN step")
@@ -735,7 +764,8 @@ def prepare(args, db_url, prod_env, seed_env, run_dir):
     return seed_info, tokens, tokens_file
 
 
-def bench_floor(args, env, run_dir, label):
+def bench_floor(args, env, run_dir, label, data_path=None):  # noqa: PLR0917
+    """The constant floor at every concurrency; with `data_path`, the GET's floor too."""
     floor = start_server(f"floor-{label}", "floor:app", ["--pythonpath", str(HERE)], env, "/",
                          run_dir)
     try:
@@ -745,6 +775,11 @@ def bench_floor(args, env, run_dir, label):
         rows = [run_scenario(floor, "floor", c, args, run_dir / "none") for c in args.connections]
         for row in rows:
             row.label = label
+        if data_path is not None and "get" in args.scenarios:
+            for connections in args.connections:
+                row = run_scenario(floor, "get", connections, args, data_path)
+                row.scenario, row.label = FLOOR_GET, label
+                rows.append(row)
         rss = floor.worker_rss_mb()
     finally:
         floor.stop()
@@ -807,13 +842,15 @@ def main():
                 fail("plans.py failed")
         # The floor is measured before and after the API, and the API's ratios use the
         # mean of both: on a machine whose load drifts, one floor would skew them all.
-        floor, floor_rows, floor_rss = bench_floor(args, prod_env, run_dir, "before")
+        data_path = run_dir / "data.tsv"
+        export_data(db_url, tokens, data_path)
+        floor, floor_rows, floor_rss = bench_floor(args, prod_env, run_dir, "before", data_path)
         api, api_rows, rss = bench_api(args, prod_env, db_url, tokens, run_dir)
         floor_rows += bench_floor(args, prod_env, run_dir, "after")[1]
         found_versions, all_packages = versions(db_url)
 
     floor_rps, drift = floor_baseline(floor_rows)
-    for row in api_rows:
+    for row in api_rows + [r for r in floor_rows if r.scenario == FLOOR_GET]:
         row.ratio = row.stats["rps"] / floor_rps[row.connections]
     rows = [r for r in floor_rows if r.label == "before"] + api_rows \
         + [r for r in floor_rows if r.label == "after"]
@@ -829,6 +866,7 @@ def main():
         "per_user": args.tasks_per_user,
         "rows": rows,
         "checks": checks,
+        "ceiling": get_ceiling(rows),
         "rss": rss,
         "floor_rss": floor_rss,
         "floor_rps": floor_rps,
@@ -859,6 +897,8 @@ def main():
     print()
     for name, value, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
+    if context["ceiling"]:
+        print(context["ceiling"])
     print()
     log(f"wrote {results_path}" + ("" if args.no_plans else f" and {plans_path}")
         + f" in {time.monotonic() - started:.0f} s; logs in {run_dir}")

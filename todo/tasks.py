@@ -86,7 +86,8 @@ def _this_task():
 
 
 @functools.cache
-def _select_one(dialect_name: str) -> Statement:
+def select_one(dialect_name: str) -> Statement:
+    """The one-task GET's statement (also sent by the benchmark's floor of a GET)."""
     return Statement(sa.select(*_answer_columns(dialect_name)).where(*_this_task()))
 
 
@@ -140,7 +141,7 @@ def task_key(task_id: str) -> uuid.UUID:
 
 def get(user_id: str, task_id: str) -> TaskDocument:
     """The user's task `task_id`; 404 when it is not a UUID, missing, or someone else's."""
-    statement = _select_one(db.engine.dialect.name)
+    statement = select_one(db.engine.dialect.name)
     rows = roundtrip.rows(statement, user_id, {"owner_id": user_id, "task_id": task_key(task_id)})
     if not rows:
         abort(404, message="Task not found.")

@@ -1,5 +1,8 @@
 """List pages kept per worker (todo/pagecache.py), and the revisions that keep them exact"""
 
+import tracemalloc
+import uuid
+
 import pytest
 import sqlalchemy as sa
 from conftest import make_token
@@ -7,14 +10,14 @@ from conftest import make_token
 from todo import admin, rls, seeding
 from todo import tasks as task_service
 from todo.extensions import db
-from todo.models import Task, TaskRevision
+from todo.models import USER_ID_MAX, Task, TaskRevision
 from todo.pagecache import PageCache
 
 # PageCache on its own
 
 
 def test_a_page_is_served_only_at_the_revision_it_was_stored_with():
-    pages = PageCache(max_bytes=100)
+    pages = PageCache(max_bytes=100, entry_overhead=0)
     pages.put("k", 7, "page", size=10)
 
     assert pages.get("k", 7) == "page"
@@ -23,7 +26,7 @@ def test_a_page_is_served_only_at_the_revision_it_was_stored_with():
 
 
 def test_the_least_recently_used_pages_go_first_when_the_size_is_reached():
-    pages = PageCache(max_bytes=30)
+    pages = PageCache(max_bytes=30, entry_overhead=0)
     pages.put("a", 1, "A", size=10)
     pages.put("b", 1, "B", size=10)
     pages.put("c", 1, "C", size=10)
@@ -37,7 +40,7 @@ def test_the_least_recently_used_pages_go_first_when_the_size_is_reached():
 
 
 def test_a_page_larger_than_the_cache_is_not_kept_and_a_new_one_replaces_the_old():
-    pages = PageCache(max_bytes=10)
+    pages = PageCache(max_bytes=10, entry_overhead=0)
     pages.put("big", 1, "X", size=11)
     pages.put("k", 1, "old", size=4)
     pages.put("k", 2, "new", size=6)
@@ -47,6 +50,37 @@ def test_a_page_larger_than_the_cache_is_not_kept_and_a_new_one_replaces_the_old
     assert pages.size == 6
     pages.clear()
     assert pages.size == 0 and pages.get("k", 2) is None
+
+
+def test_each_page_also_counts_its_key_and_bookkeeping():
+    pages = PageCache(max_bytes=10_000, entry_overhead=1000)
+    pages.put("a", 1, "A", size=2)
+    assert pages.size == 1002
+    pages.put("big", 1, "B", size=9_001)  # 10,001 with its overhead: not kept
+    assert pages.get("big", 1) is None and pages.size == 1002
+
+
+def test_many_tiny_pages_with_the_longest_keys_stay_within_the_bound_in_memory():
+    """A search that finds nothing is 2 bytes of JSON; counting only that, a user could
+    fill a worker's memory with distinct searches."""
+    bound = 2**20
+    pages = PageCache(max_bytes=bound)
+    longest_user = "\U0001f600" * USER_ID_MAX
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(3000):
+            search = "\U0001f600" * 195 + f"{n:05d}"  # the longest `q`, 4-byte characters
+            after = ("\U0001f600" * 250, uuid.uuid4())  # from a cursor of 1000 characters
+            key = (longest_user, "all", search, "title", 1000, after)
+            page = task_service.TaskPage(b"[]", count=0, total=0, limit=1000, next_cursor=None)
+            pages.put(key, 1, page, len(page.items_json))
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    assert 0 < pages.size <= bound
+    assert used <= bound
 
 
 # Two workers on one database: two apps, each with its own cache

@@ -77,7 +77,7 @@ def from_env(environ=os.environ) -> dict:
         "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 10),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000),
-        "PAGE_CACHE_MB": _number(environ, "PAGE_CACHE_MB", 64),
+        "PAGE_CACHE_MB": _number(environ, "PAGE_CACHE_MB", 48),
         "DB_PREPARED_STATEMENTS": environ.get("DB_PREPARED_STATEMENTS", "").lower()
         not in ("0", "false", "no", "off"),
     }

@@ -8,20 +8,29 @@ one indexed lookup instead of reading, encoding and counting up to 1000 rows.
 So a list never shows less than what was committed before the request began,
 from whichever worker it comes.
 
-The pages are bounded by the total size of their JSON (PAGE_CACHE_MB per
-worker, 0 turns the cache off) and the least recently used go first.
+The pages are bounded by what they take in memory (PAGE_CACHE_MB per worker, 0
+turns the cache off): each counts its own bytes plus ENTRY_OVERHEAD_BYTES for its
+key and bookkeeping, and the least recently used go first.
 """
 
 import threading
 from collections import OrderedDict
+
+# What a kept page costs besides its own bytes, at most: its key (a user id of up
+# to 255 characters, a search of up to 200, a cursor position), the page object and
+# the dict's entry. Counted so that many tiny pages (a search that finds nothing is
+# 2 bytes of JSON) cannot grow a worker far past the bound: measured, such an entry
+# takes 0.4 KiB with ordinary keys and under 3 KiB with the longest 4-byte ones.
+ENTRY_OVERHEAD_BYTES = 4096
 
 
 class PageCache:
     """An LRU bounded by bytes whose hits must match a revision: what functools'
     lru_cache (bounded by count, no validation) does not do."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, entry_overhead: int = ENTRY_OVERHEAD_BYTES):
         self.max_bytes = max_bytes
+        self.entry_overhead = entry_overhead
         self.size = 0
         self._pages: OrderedDict = OrderedDict()  # key -> (revision, page, size)
         self._lock = threading.Lock()  # gthread workers share one cache
@@ -36,6 +45,8 @@ class PageCache:
             return entry[1]
 
     def put(self, key, revision, page, size: int) -> None:
+        """Keep `page`, whose own data takes `size` bytes, for `revision`."""
+        size += self.entry_overhead
         if size > self.max_bytes:
             return
         with self._lock:

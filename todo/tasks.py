@@ -312,7 +312,7 @@ def list_page(
     if page is None:
         page = _read_page(user_id, status=status, q=q, sort=sort, limit=limit, after=after)
         if revision is not None:
-            pages.put(key, revision, page, len(page.items_json))
+            pages.put(key, revision, page, len(page.items_json) + len(page.next_cursor or ""))
     return page
 
 

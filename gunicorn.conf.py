@@ -107,6 +107,13 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 if (os.environ.get("LOG_FORMAT") or "json").lower() != "text":
     logger_class = _JSONLogger
 
+# Requests the contract answers itself must reach the app: a token over 8 KiB is a
+# 401 INVALID_TOKEN (gunicorn's default header line limit, 8190 bytes, would answer
+# its own HTML 431 first), and a list URL with a cursor (up to 4096 characters), a
+# search and a user id must fit the request line (default 4094; 8190 is its maximum).
+limit_request_field_size = 16384
+limit_request_line = 8190
+
 # Forwarded headers are trusted through TRUSTED_PROXY_COUNT (werkzeug's ProxyFix,
 # in the app), one switch for every server; gunicorn's own check trusts nobody
 # unless FORWARDED_ALLOW_IPS says so, so the two never apply twice.

@@ -194,6 +194,23 @@ def test_put_that_changes_nothing_keeps_updated_at(alice):
     assert same == task
 
 
+@pytest.mark.parametrize("is_completed", [True, False])
+def test_complete_ignores_read_only_fields(app, alice, is_completed):
+    task = create(alice)
+    alice.patch(url(task, "/complete"))
+
+    response = alice.patch(url(task, "/complete"), json={**READ_ONLY, "is_completed": is_completed})
+
+    assert response.status_code == 200, response.json
+    data = response.json["data"]
+    assert (data["id"], data["user_id"]) == (task["id"], "alice")
+    assert data["created_at"] == task["created_at"]
+    assert data["is_completed"] is is_completed
+    assert (data["completed_at"] is not None) is is_completed
+    assert data["completed_at"] != READ_ONLY["completed_at"]
+    assert row(app, task["id"])["is_completed"] is is_completed
+
+
 def test_put_ignores_read_only_fields(app, alice):
     task = create(alice)
     before = row(app, task["id"])

@@ -63,6 +63,12 @@ class Parser(FlaskParser):
 
     def _raw_load_json(self, req):
         body = req.get_data(cache=True)
+        limit = req.max_content_length
+        if req.content_length is None and limit is not None and len(body) >= limit:
+            # A body without Content-Length (chunked) is read up to the limit and cut
+            # there by werkzeug, with no error: refuse it if the client sent more.
+            if req.environ["wsgi.input"].read(1):
+                flask_smorest.abort(413)
         if not body:
             return core.missing
         if not core.is_json(req.mimetype):
@@ -109,6 +115,11 @@ def _details(data):
 
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorResponseSchema
+
+    def _register_pagination_header(self):
+        # Lists page by cursor in the body (meta.next_cursor), never with
+        # flask-smorest's page-number header, whose schema would be listed unused.
+        pass
 
     def _register_error_handlers(self):
         super()._register_error_handlers()

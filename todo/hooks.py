@@ -47,7 +47,7 @@ def finish_response(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     if response.status_code in (204, 304):
         response.headers.pop("Content-Type", None)  # no body, so no type
-    if request.path.startswith("/api/"):
+    if request.path == "/api" or request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     if current_app.config["ENVIRONMENT"] == "production":
         response.headers["Strict-Transport-Security"] = HSTS

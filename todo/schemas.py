@@ -14,6 +14,9 @@ SORTS = ("-created_at", "created_at", "-updated_at", "updated_at", "title", "-ti
 STATUSES = ("all", "pending", "completed")
 READ_ONLY_FIELDS = ("id", "user_id", "created_at", "updated_at", "completed_at")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The longest cursor the API writes holds a title of 500 4-byte characters: about
+# 2,000 characters (compressed, base64). Any cursor the API gave must come back.
+CURSOR_MAX = 4096
 
 
 # JSON Schema (ECMA) patterns: no NUL; and for trimmed text, at least one character
@@ -224,7 +227,7 @@ class TaskUpdateSchema(_TaskInput):
     is_completed = StrictBoolean(metadata={"description": "Kept when omitted."})
 
 
-class TaskCompleteSchema(ma.Schema):
+class TaskCompleteSchema(_TaskInput):
     is_completed = StrictBoolean(
         load_default=True,
         metadata={"description": "true (the default) completes the task, false reopens it."},
@@ -240,7 +243,7 @@ class TaskQueryArgsSchema(ma.Schema):
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORTS))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     cursor = fields.String(
-        validate=validate.Length(max=1000),
+        validate=validate.Length(max=CURSOR_MAX),
         metadata={"description": "The `next_cursor` of the previous page."},
     )
 

@@ -132,6 +132,31 @@ def test_if_match_is_optional_and_star_or_current_passes(alice, write, if_match)
     assert response.status_code == success
 
 
+@pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
+@pytest.mark.parametrize(
+    "tag",
+    ["\u00b2", "\u0661", "2147483648", "3000000000", "9223372036854775808", "1" * 5000],
+    ids=[
+        "superscript-two",
+        "arabic-indic-one",
+        "int32-max-plus-one",
+        "3e9",
+        "int64",
+        "5000-digits",
+    ],
+)
+def test_if_match_tags_that_no_version_can_have_are_412_not_500(app, alice, write, tag):
+    method, suffix, body, _ = write
+    task_id = create(alice).json["data"]["id"]
+    header = f'"{tag}"'.encode("latin-1", errors="replace").decode("latin-1")
+
+    response = getattr(alice, method)(url(task_id, suffix), json=body, headers={"If-Match": header})
+
+    assert response.status_code == 412
+    assert response.json["error"]["code"] == "PRECONDITION_FAILED"
+    assert stored_version(app, task_id) == 1
+
+
 def test_weak_etag_never_satisfies_if_match(alice):
     # If-Match uses the strong comparison (RFC 9110 13.1.1).
     task_id = create(alice).json["data"]["id"]

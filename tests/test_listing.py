@@ -328,6 +328,20 @@ def test_unknown_query_parameter_message(alice):
     assert response.json["error"]["details"] == {"query": {"foo": ["Unknown field."]}}
 
 
+@pytest.mark.parametrize("sort", ["title", "-title"])
+def test_cursors_after_the_longest_titles_are_accepted(app, alice, sort):
+    """A cursor holds its last title: 500 4-byte characters make one of about 2,000."""
+    astral = [chr(c) for c in range(0x20000, 0x2A6DF, 7)]
+    for n in range(3):
+        title = "".join(astral[(n * 997 + i * i) % len(astral)] for i in range(500))
+        create(alice, title=title)
+
+    ids, pages = walk(alice, 1, sort=sort)
+
+    assert ids == expected_order(app, sort)
+    assert max(len(page.json["meta"]["next_cursor"] or "") for page in pages) > 1000
+
+
 def test_q_of_200_characters_is_accepted(alice):
     assert alice.get(LIST, query_string={"q": "x" * 200}).status_code == 200
 

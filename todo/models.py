@@ -17,6 +17,19 @@ NAMING_CONVENTION = {
 TITLE_MAX = 500
 DESCRIPTION_MAX = 10_000
 USER_ID_MAX = 255
+VERSION_MAX = 2**31 - 1  # the version column is an INTEGER
+
+
+def storable(text: str) -> bool:
+    """Whether every backend can store `text`: PostgreSQL refuses NUL characters, and
+    text that is not valid UTF-8 (a lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def utcnow() -> datetime:

@@ -7,7 +7,7 @@ from todo import idempotency, tasks
 from todo.api import Blueprint
 from todo.auth import authenticate
 from todo.envelope import success, success_response
-from todo.models import Task
+from todo.models import VERSION_MAX, Task
 from todo.schemas import (
     IdempotencyHeaderSchema,
     TaskCompleteSchema,
@@ -71,7 +71,12 @@ def if_match_versions() -> frozenset[int] | None:
     if_match = request.if_match
     if not if_match or if_match.star_tag:
         return None
-    return frozenset(int(tag) for tag in if_match.as_set() if tag.isdigit())
+    return frozenset(int(tag) for tag in if_match.as_set() if _is_version(tag))
+
+
+def _is_version(tag: str) -> bool:
+    # ASCII digits only ("²".isdigit() is true) and within the column's range.
+    return tag.isascii() and tag.isdigit() and len(tag) <= 10 and int(tag) <= VERSION_MAX
 
 
 # The views return finished responses, which flask-smorest passes through: the

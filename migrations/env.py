@@ -85,9 +85,14 @@ def run_migrations_online():
                 directives[:] = []
                 logger.info('No changes in schema detected.')
 
+    # SQLite's revision counter (0005) is no model, like PostgreSQL's sequence: not drift.
+    def include_object(object, name, type_, reflected, compare_to):
+        return not (type_ == "table" and name == "task_revision_counter")
+
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    conf_args.setdefault("include_object", include_object)
 
     connectable = get_engine()
 

@@ -30,11 +30,11 @@ def test_db_upgrade_twice_is_harmless_and_leaves_the_schema_current(backend, tmp
     assert "Running upgrade 0002 -> 0003" in first.stderr
     assert second.returncode == 0, second.stderr
     assert "Running upgrade" not in second.stderr
-    assert current.returncode == 0 and "0004 (head)" in current.stdout
+    assert current.returncode == 0 and "0005 (head)" in current.stdout
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected." in check.stdout + check.stderr
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "ok    schema             at the latest migration (0004)" in doctor.stdout
+    assert "ok    schema             at the latest migration (0005)" in doctor.stdout
 
 
 def test_flask_tasks_lists_every_operator_command(tmp_path):

@@ -8,10 +8,10 @@ Triggers on tasks set the user's revision to a new value in the transaction of
 every INSERT, UPDATE and DELETE, whoever writes (the API, the CLI, psql). The
 API's workers keep list pages in memory with the revision they were read at
 (todo/pagecache.py): a page whose user's revision has not changed is still
-exact. A value is never reused, even after the row is deleted (purge-user):
-PostgreSQL takes it from a sequence; SQLite, whose writers are serialized, from
-the largest one given so far (indexed) or the clock in milliseconds, whichever is
-larger.
+exact. A value is never reused (SQLite: see 0005), even after the row is deleted
+(purge-user): PostgreSQL takes it from a sequence; SQLite, whose writers are
+serialized, from the largest one given so far (indexed) or the clock in
+milliseconds, whichever is larger.
 
 On PostgreSQL the table has the row-level security of tasks (migration 0003),
 and one statement-level trigger per event, so a bulk insert of many users'
@@ -56,8 +56,9 @@ END $$
     ),
 )
 
-# Past the largest value, and at least the time in milliseconds: when purge-user
-# deletes the row with the largest value, the next one still exceeds it.
+# Past the largest value, and at least the time in milliseconds. Not enough when
+# purge-user deletes the row with the largest value while the values run ahead of
+# the clock: 0005 replaces it with a counter.
 SQLITE_BUMP = """
     INSERT INTO task_revisions (user_id, revision)
     VALUES ({row}.user_id, max(

@@ -63,7 +63,7 @@ def create_postgres_database(name):
     with engine.connect() as connection:
         connection.execute(
             sa.text(
-                f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE"
+                f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE'
                 f" PASSWORD '{password}'"
             )
         )
@@ -183,7 +183,8 @@ def postgres():
     from servers import Postgres  # noqa: PLC0415 (tests/servers.py imports this module)
 
     server = Postgres().init()
-    server.start()
-    url = server.create_app_database()
-    yield server, url
-    server.destroy()
+    try:  # a server that started must stop, even when the set-up fails after it
+        server.start()
+        yield server, server.create_app_database()
+    finally:
+        server.destroy()

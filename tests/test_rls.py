@@ -153,12 +153,14 @@ def test_the_user_does_not_outlive_its_transaction_on_a_pooled_connection(make_a
 @pytest.fixture(scope="module")
 def bouncer():
     server = Postgres().init()
-    server.start()
-    server.create_app_database()
-    pooler = PgBouncer(server)
-    yield pooler
-    pooler.stop()
-    server.destroy()
+    try:  # without pgbouncer, PgBouncer() raises: the server must not outlive the run
+        server.start()
+        server.create_app_database()
+        pooler = PgBouncer(server)
+        yield pooler
+        pooler.stop()
+    finally:
+        server.destroy()
 
 
 def test_behind_pgbouncer_transaction_mode_users_never_see_each_other(bouncer, monkeypatch):

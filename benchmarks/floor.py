@@ -14,6 +14,7 @@ benchmarks/run.py serves this app with the same gunicorn configuration as the AP
   fraction of `GET /` is the ceiling of the API's GET target on this machine.
 """
 
+import functools
 import os
 import uuid
 
@@ -29,7 +30,13 @@ app = Flask(__name__)
 
 SQL, CONSTANTS = tasks.select_one("postgresql").compiled(pg_dialect.dialect())
 STATEMENT_TIMEOUT_MS = os.environ.get("DB_STATEMENT_TIMEOUT_MS") or "5000"
-_connection = []  # this worker's, opened on first use (after gunicorn's fork)
+
+
+@functools.cache
+def connection() -> psycopg.Connection:
+    """This worker's connection, opened on first use (after gunicorn's fork)."""
+    url = sa.make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(False), autocommit=True)
 
 
 @app.get("/")
@@ -39,9 +46,6 @@ def constant():
 
 @app.get("/api/<user_id>/tasks/<task_id>")
 def one_round_trip(user_id, task_id):
-    if not _connection:
-        url = sa.make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql")
-        _connection.append(psycopg.connect(url.render_as_string(False), autocommit=True))
     params = {
         **CONSTANTS,
         "owner_id": user_id,
@@ -49,7 +53,7 @@ def one_round_trip(user_id, task_id):
         "rls_user_id": user_id,
         "rls_statement_timeout": STATEMENT_TIMEOUT_MS,
     }
-    with psycopg.ClientCursor(_connection[0], row_factory=namedtuple_row) as cursor:
+    with psycopg.ClientCursor(connection(), row_factory=namedtuple_row) as cursor:
         cursor.execute(roundtrip.SETTINGS + SQL, params)
         cursor.nextset()
         row = cursor.fetchone()

@@ -20,7 +20,6 @@ def test_spec_lists_no_page_number_pagination(anonymous):
     spec = anonymous.get("/openapi.json").json
 
     assert "PaginationMetadata" not in spec["components"]["schemas"]
-    assert "PAGINATION" not in spec["components"].get("headers", {})
 
 
 def test_spec_declares_bearer_security_and_the_six_operations(anonymous):

@@ -20,7 +20,7 @@ from flask_smorest import abort
 from jwt.exceptions import PyJWKClientError
 
 from todo.config import HMAC_ALGORITHMS, ConfigError
-from todo.models import USER_ID_MAX, storable
+from todo.models import USER_ID_MAX, unstorable
 
 MAX_TOKEN_BYTES = 8192
 VERIFIED_TOKENS_KEPT = 4096  # per worker; about 1 KiB each
@@ -267,7 +267,7 @@ class TokenVerifier:
         if (
             not isinstance(user_id, str)
             or not 1 <= len(user_id) <= USER_ID_MAX
-            or not storable(user_id)
+            or unstorable(user_id)
         ):
             raise TokenError("INVALID_TOKEN", "The token's user claim is not a valid user id.")
         return user_id, claims["exp"]

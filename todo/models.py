@@ -20,16 +20,16 @@ USER_ID_MAX = 255
 VERSION_MAX = 2**31 - 1  # the version column is an INTEGER
 
 
-def storable(text: str) -> bool:
-    """Whether every backend can store `text`: PostgreSQL refuses NUL characters, and
-    text that is not valid UTF-8 (a lone surrogate)."""
+def unstorable(text: str) -> str | None:
+    """Why a backend cannot store `text` ("nul" or "surrogate"), else None: PostgreSQL
+    refuses NUL characters, and text that is not valid UTF-8 (a lone surrogate)."""
     if "\x00" in text:
-        return False
+        return "nul"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "surrogate"
+    return None
 
 
 def utcnow() -> datetime:

@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 
 from todo import cursor
 from todo.envelope import timestamp
-from todo.models import DESCRIPTION_MAX, TITLE_MAX, Task
+from todo.models import DESCRIPTION_MAX, TITLE_MAX, Task, unstorable
 
 SORTS = ("-created_at", "created_at", "-updated_at", "updated_at", "title", "-title")
 STATUSES = ("all", "pending", "completed")
@@ -43,12 +43,9 @@ class Text(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in value:
-            raise self.make_error("nul")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise self.make_error("surrogate") from None
+        problem = unstorable(value)
+        if problem:
+            raise self.make_error(problem)
         return value.strip() if self.strip else value
 
 

@@ -135,6 +135,19 @@ def test_without_a_user_nothing_is_visible_and_bypass_sees_everyone(app):
         assert db.session.scalars(sa.select(Task)).all() == []
 
 
+@pytest.mark.parametrize("setting", [rls.bypass, lambda: rls.acting_as("alice")])
+def test_an_error_inside_the_block_leaves_no_transaction_with_its_settings(app, setting):
+    seed(app, "alice", "a1")
+    with app.app_context():
+        with pytest.raises(LookupError), setting():
+            assert db.session.scalars(sa.select(Task.title)).all() == ["a1"]
+            raise LookupError
+        # The caller caught the error and goes on in the same session: as no one.
+        assert db.session.scalar(sa.text("SELECT current_setting('role')")) == "none"
+        assert db.session.scalar(sa.text("SELECT current_setting('app.user_id', true)")) == ""
+        assert db.session.scalars(sa.select(Task)).all() == []
+
+
 def test_the_user_does_not_outlive_its_transaction_on_a_pooled_connection(make_app):
     app = make_app(SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0})
     seed(app, "alice", "a1")

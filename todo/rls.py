@@ -91,13 +91,22 @@ def _setting(variable: ContextVar, value):
     _apply_now()
     try:
         yield
-    finally:
+    except BaseException:
+        # The transaction still holds this block's settings, and may be aborted so
+        # that they cannot be re-set: end it, so that they cannot outlive the block.
         variable.reset(token)
-    _apply_now()  # not after an error: the transaction may be aborted
+        db.session.rollback()
+        raise
+    variable.reset(token)
+    _apply_now()
 
 
 def bypass():
-    """Let the session see and change every user's rows: for operator commands only."""
+    """Let the session see and change every user's rows: for operator commands only.
+
+    An error inside the block rolls back the session's transaction (as for
+    `acting_as`): it was elevated, and a caller that caught the error must not go
+    on in it."""
     return _setting(_bypass, True)
 
 

@@ -1,8 +1,10 @@
-"""Project subclasses of flask-smorest's Api and Blueprint: 400 for bad input, one error envelope"""
+"""Project subclasses of flask-smorest's Api and Blueprint: 400 for bad input, one error
+envelope, and the headers of every answer in the OpenAPI document"""
 
 import http
 import json
 
+import apispec
 import flask
 import flask_smorest
 import marshmallow as ma
@@ -14,6 +16,7 @@ from werkzeug.exceptions import ServiceUnavailable, default_exceptions
 
 from todo.envelope import error_envelope
 from todo.extensions import db
+from todo.hooks import REQUEST_ID
 from todo.schemas import ErrorResponseSchema
 
 ERROR_CODES = {
@@ -47,6 +50,65 @@ ERROR_MESSAGES = {
 }
 
 RETRY_AFTER_SECONDS = "5"
+
+# The OpenAPI document says what todo.hooks.finish_response, handle_http_exception
+# and the rate limiter (todo.limits) do to answers: these header components,
+HEADERS = {
+    "X_REQUEST_ID": {
+        "description": "This request's id, also in the body (`meta.request_id` or "
+        "`error.request_id`) and in the log lines: the request's own `X-Request-ID` "
+        "when it matches the pattern, otherwise a new UUID.",
+        "required": True,
+        "schema": {"type": "string", "pattern": f"^{REQUEST_ID.pattern}$"},
+    },
+    "CACHE_CONTROL": {
+        "description": "No answer of the API may be stored by a cache.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["no-store"]},
+    },
+    "X_CONTENT_TYPE_OPTIONS": {
+        "description": "Browsers must not guess another type than `Content-Type`.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["nosniff"]},
+    },
+    "WWW_AUTHENTICATE": {
+        "description": 'The bearer challenge (RFC 6750), with `error="invalid_token"` '
+        "when a token was presented.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["Bearer", 'Bearer error="invalid_token"']},
+    },
+    "RETRY_AFTER": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer"},
+    },
+}
+# on every answer of every operation (all are under /api, where Cache-Control is set),
+EVERY_ANSWER = {
+    "X-Request-ID": "X_REQUEST_ID",
+    "Cache-Control": "CACHE_CONTROL",
+    "X-Content-Type-Options": "X_CONTENT_TYPE_OPTIONS",
+}
+# and on these errors too;
+ERROR_HEADERS = {
+    401: {"WWW-Authenticate": "WWW_AUTHENTICATE"},
+    429: {"Retry-After": "RETRY_AFTER"},
+    503: {"Retry-After": "RETRY_AFTER"},
+}
+# the errors any operation may answer, whatever its view;
+EVERY_OPERATION_ERRORS = {
+    429: "Too Many Requests: only when rate limiting is enabled.",
+    503: "Service Unavailable: the database, or the identity provider's keys, cannot "
+    "be reached for now.",
+}
+# and the X-Request-ID a request may carry.
+X_REQUEST_ID_PARAMETER = {
+    "name": "X-Request-ID",
+    "description": "The client's id for this request, the answer's `X-Request-ID` when "
+    f"it matches `^{REQUEST_ID.pattern}$`; any other value is replaced by a new UUID.",
+    "required": False,
+    "schema": {"type": "string"},
+}
 
 
 class Parser(FlaskParser):
@@ -113,8 +175,53 @@ def _details(data):
     }
 
 
+class EveryOperation(apispec.BasePlugin):
+    """Documents what the app's hooks and error handlers do on every operation, which
+    no view's decorators show: the X-Request-ID it takes, the headers on every
+    answer, and the errors 429 and 503."""
+
+    def init_spec(self, spec):
+        for name, header in HEADERS.items():
+            spec.components.header(name, header)
+        spec.components.parameter("X_REQUEST_ID", "header", X_REQUEST_ID_PARAMETER)
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in operations.values():
+            operation.setdefault("parameters", []).append("X_REQUEST_ID")
+            responses = operation.setdefault("responses", {})
+            for code in EVERY_OPERATION_ERRORS:
+                responses.setdefault(code, http.HTTPStatus(code).name)
+            for response in responses.values():
+                if isinstance(response, dict):  # a named one has them in its component
+                    response["headers"] = {**EVERY_ANSWER, **response.get("headers", {})}
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorResponseSchema
+
+    def __init__(self, app=None):
+        # The plugin also registers the header components the responses below name.
+        super().__init__(app, spec_kwargs={"extra_plugins": [EveryOperation()]})
+
+    def _register_responses(self):
+        # Replaces flask-smorest's: one response per HTTP status, registered lazily
+        # (listed once an operation names it, as "UNAUTHORIZED"), the errors in the
+        # envelope; overriding this is the maintainer's way to change them
+        # (flask-smorest PR #223). OpenAPI 3.0 allows nothing beside an operation's $ref,
+        # so the headers of these answers must be in the components.
+        for status in http.HTTPStatus:
+            self._register_response(status.name, status.phrase, status)
+        self._register_response(self.DEFAULT_ERROR_RESPONSE_NAME, "Default error response")
+
+    def _register_response(self, name, description, status=None):
+        response = {
+            "description": EVERY_OPERATION_ERRORS.get(status, description),
+            "headers": {**EVERY_ANSWER, **ERROR_HEADERS.get(status, {})},
+        }
+        if status is None or status >= 400:
+            content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
+            response["content"] = {content_type: {"schema": self.ERROR_SCHEMA}}
+        self.spec.components.response(name, response, lazy=True)
 
     def _register_pagination_header(self):
         # Lists page by cursor in the body (meta.next_cursor), never with

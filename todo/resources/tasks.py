@@ -163,7 +163,9 @@ class Tasks(MethodView):
 @blp.errors(get=(401, 403, 404), put=(401, 403, 404, 413, 415), delete=(401, 403, 404))
 class TaskById(MethodView):
     @blp.response(200, TaskResponseSchema, headers=ETAG_HEADER)
-    @blp.alt_response(304, description="Not modified: the task still has that ETag.")
+    @blp.alt_response(
+        304, description="Not modified: the task still has that ETag.", headers=ETAG_HEADER
+    )
     @blp.doc(parameters=[IF_NONE_MATCH])
     def get(self, user_id, task_id):
         """Get a task

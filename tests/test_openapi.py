@@ -331,11 +331,6 @@ def test_a_real_503_carries_the_headers_the_document_lists(unreachable):
         assert_documented_headers(spec, method, path, response)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="todo/limits.py _retry_after_only_on_429 drops the 503's Retry-After "
-    "whenever RATE_LIMIT is set",
-)
 def test_a_real_503_keeps_retry_after_with_rate_limiting(unreachable):
     app = unreachable(RATE_LIMIT="100/minute", RATE_LIMIT_KEY_PREFIX=uuid.uuid4().hex)
     token = {"Authorization": f"Bearer {make_token('alice')}"}

@@ -199,9 +199,11 @@ class EveryOperation(apispec.BasePlugin):
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorResponseSchema
 
-    def __init__(self, app=None):
+    def __init__(self, app=None, *, spec_kwargs=None, **kwargs):
         # The plugin also registers the header components the responses below name.
-        super().__init__(app, spec_kwargs={"extra_plugins": [EveryOperation()]})
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [EveryOperation(), *spec_kwargs.get("extra_plugins", ())]
+        super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def _register_responses(self):
         # Replaces flask-smorest's: one response per HTTP status, registered lazily

@@ -19,9 +19,20 @@ def user_key() -> str:
     return f"user:{user_id}" if user_id else f"addr:{request.remote_addr}"
 
 
-def _retry_after_only_on_429(response):
+def _note_own_retry_after(response):
+    g.own_retry_after = response.headers.get("Retry-After")
+    return response
+
+
+def _limiter_retry_after_only_on_429(response):
+    # flask-limiter sets Retry-After (when the user's window resets) on every answer
+    # it counts; only a 429 is about that window. Others keep their own (a 503's).
     if response.status_code != 429:
-        response.headers.pop("Retry-After", None)
+        own = g.get("own_retry_after")
+        if own is None:
+            response.headers.pop("Retry-After", None)
+        else:
+            response.headers["Retry-After"] = own
     return response
 
 
@@ -31,7 +42,8 @@ def init_app(app):
     prefix = setting(app, "RATE_LIMIT_KEY_PREFIX", "todo")
     if not rate:
         return
-    app.after_request(_retry_after_only_on_429)  # registered first, so it runs after the limiter's
+    # after_request hooks run in reverse order: this one after the limiter's,
+    app.after_request(_limiter_retry_after_only_on_429)
     limiter = Limiter(
         user_key,
         storage_uri=storage,
@@ -42,6 +54,7 @@ def init_app(app):
         swallow_errors=True,
     )
     limiter.init_app(app)
+    app.after_request(_note_own_retry_after)  # and this one before it.
     check = limiter.shared_limit(rate, scope="api")(lambda: None)
     # Run as a before_request of every blueprint that authenticates, right after
     # authenticate: flask-limiter's own hook runs at app level, before it.

@@ -2,7 +2,7 @@
 
 Everything comes from the environment (or a `.env` file in the working
 directory; the real environment wins), so one image serves every deploy.
-README.md, "Deploying", lists the variables; docs/scaling.md says how to size them.
+README.md, "Configuration", lists the variables; docs/scaling.md says how to size them.
 """
 
 import glob
@@ -73,8 +73,8 @@ class _JSONLogger(Logger):
 # network; the container image sets HOST=0.0.0.0.
 bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
 
-# One process per core, sync workers. gthread (2 threads) served a third more
-# writes, but its keep-alive connections spread unevenly over the workers and the
+# One process per core, sync workers. gthread (2 threads) served about 40 % more
+# PUTs, but its keep-alive connections spread unevenly over the workers and the
 # p95 at 100 connections was three times the p50 (docs/scaling.md). sync workers
 # take each connection from the shared accept queue: an even, shorter tail.
 workers = _int("WEB_CONCURRENCY", _cores())
@@ -123,7 +123,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 # which every gunicorn on a shared host would fight over; nothing here uses it.
 control_socket_disable = not _flag("GUNICORN_CONTROL_SOCKET")
 
-# Off by default (PITFALLS §3): each worker imports the app itself. With
+# Off by default (PITFALLS.md §3, in ../shared): each worker imports the app itself. With
 # GUNICORN_PRELOAD=true, post_fork below gives each worker its own connections.
 preload_app = _flag("GUNICORN_PRELOAD")
 

@@ -1,8 +1,9 @@
 """Row-level security on PostgreSQL: each transaction sees only its user's rows
 
-Migration 0003 enables and forces policies on `tasks` and `idempotency_keys` that
-admit a row when `user_id = current_setting('app.user_id', true)`, and every row to
-the role `<database>_operator`. The API's endpoints send these settings in the
+Migrations 0003 and 0004 enable and force policies on `tasks`, `idempotency_keys`
+and `task_revisions` that admit a row when
+`user_id = current_setting('app.user_id', true)`, and every row to the role
+`<database>_operator`. The API's endpoints send these settings in the
 message of their one statement (todo/roundtrip.py). Here, for what goes through
 the ORM session (the Idempotency-Key POST, the CLI), every transaction starts by
 setting the user (and, to bypass, the operator role) with `set_config(..., true)`,

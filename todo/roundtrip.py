@@ -1,7 +1,7 @@
 """One statement for one user, in one database round trip: the API's hot path
 
 Through the ORM session a one-task GET made five round trips (pre-ping, BEGIN,
-the row-level-security settings, the SELECT, ROLLBACK) and spent about 2.5 ms of
+the row-level-security settings, the SELECT, ROLLBACK) and spent about 3 ms of
 CPU in SQLAlchemy on a 2-core machine; the driver alone needs 0.3 ms
 (benchmarks/README.md). SQLAlchemy cannot send the settings and the statement
 together, so on PostgreSQL `rows` sends both as one simple-protocol message on

@@ -1,9 +1,11 @@
 """The rules of tasks and their queries, shared by the HTTP resources and the CLI
 
-Every request is one statement (todo/roundtrip.py): a write is a single INSERT,
-UPDATE or DELETE whose WHERE holds the ETag check, so the database decides races,
-and whose RETURNING gives the answer. Lists are kept per worker (todo/pagecache.py)
-and served again while the user's revision is unchanged.
+Each statement is one round trip (todo/roundtrip.py), and a request on one task is
+one statement: a write is a single INSERT, UPDATE or DELETE whose WHERE holds the
+ETag check, so the database decides races, and whose RETURNING gives the answer.
+Lists are kept per worker (todo/pagecache.py) and served again while the user's
+revision is unchanged: a list reads the revision, and on a miss its page and (unless
+a first page holds every match) its count.
 """
 
 import functools

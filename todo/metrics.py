@@ -36,8 +36,8 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "todo_http_request_duration_seconds",
-    "Time to answer a request, by route template and method.",
-    ["route", "method"],
+    "Time to answer a request, by route template, method and status.",
+    ["route", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 # Sampled by each worker when a request takes a connection and after it has
@@ -90,8 +90,9 @@ def metrics():
 
 def observe(response):
     route = request.url_rule.rule if request.url_rule else UNMATCHED
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    LATENCY.labels(route, request.method).observe(time.perf_counter() - g.started)
+    labels = (route, request.method, str(response.status_code))
+    REQUESTS.labels(*labels).inc()
+    LATENCY.labels(*labels).observe(time.perf_counter() - g.started)
     return response
 
 

@@ -354,6 +354,13 @@ def test_settings_from_the_environment(clean_env, monkeypatch):
     assert settings["ENVIRONMENT"] == "production"
 
 
+def test_an_empty_variable_is_as_if_unset(clean_env):
+    """.env.example lists every variable, empty where the default applies."""
+    empty = {name: "" for name in from_env({})}
+
+    assert from_env(empty) == from_env({})
+
+
 def test_defaults_of_the_contract(clean_env):
     settings = from_env()
 

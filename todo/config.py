@@ -53,7 +53,7 @@ def _list(raw):
 def from_env(environ=os.environ) -> dict:
     """The settings that the environment gives, with the defaults of API.md."""
     return {
-        "ENVIRONMENT": environ.get("ENVIRONMENT", "development").strip().lower(),
+        "ENVIRONMENT": (environ.get("ENVIRONMENT", "").strip() or "development").lower(),
         "DATABASE_URL": environ.get("DATABASE_URL") or None,
         "SECRET_KEY": environ.get("SECRET_KEY") or None,
         "JWT_SECRET": environ.get("JWT_SECRET") or None,

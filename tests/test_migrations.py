@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
-from conftest import TEST_SECRET, base_config, create_postgres_database, drop_postgres_database
+from conftest import (
+    TEST_SECRET,
+    _postgres_admin_url,
+    base_config,
+    create_postgres_database,
+    drop_postgres_database,
+)
 from flask_migrate.cli import db as db_commands
 from helpers import every_row, insert
 
-from todo import create_app
+from todo import create_app, rls
 from todo.extensions import db
+from todo.models import Task
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = Path(sys.executable).parent / "flask"
@@ -94,6 +101,39 @@ def test_downgrade_to_base_then_upgrade_again(empty_app):
     flask_db(empty_app, "upgrade")
     assert version(empty_app) == heads(empty_app)
     flask_db(empty_app, "check")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_role_without_createrole_migrates_with_an_operator_role_granted_beforehand(
+    empty_database_url, empty_app
+):
+    """The README's way for a role that may not create roles: an administrator creates
+    `<database>_operator` and grants it without inheritance; 0003 then grants nothing."""
+    name = sa.make_url(empty_database_url).database
+    admin = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'ALTER ROLE "{name}" NOCREATEROLE'))
+        connection.execute(sa.text(f'CREATE ROLE "{name}_operator" NOLOGIN'))
+        if connection.dialect.server_version_info >= (16,):
+            connection.execute(sa.text(f'GRANT "{name}_operator" TO "{name}" WITH INHERIT FALSE'))
+        else:
+            connection.execute(sa.text(f'ALTER ROLE "{name}" NOINHERIT'))
+            connection.execute(sa.text(f'GRANT "{name}_operator" TO "{name}"'))
+    admin.dispose()
+    admin = sa.create_engine(_postgres_admin_url().set(database=name), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:  # what a NOINHERIT owner no longer inherits
+        connection.execute(sa.text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{name}"'))
+    admin.dispose()
+
+    flask_db(empty_app, "upgrade")
+
+    assert version(empty_app) == heads(empty_app)
+    insert(empty_app, "alice", titles=["a1"])
+    insert(empty_app, "bob", titles=["b1"])
+    with empty_app.app_context():
+        assert db.session.scalars(sa.select(Task.title)).all() == []
+        with rls.bypass():
+            assert sorted(db.session.scalars(sa.select(Task.title))) == ["a1", "b1"]
 
 
 def test_check_detects_drift(empty_app):

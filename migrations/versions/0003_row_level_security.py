@@ -52,8 +52,12 @@ def upgrade():
                 EXECUTE format('CREATE ROLE %I NOLOGIN', operator);
             END IF;
             -- Membership to SET ROLE, but not inheritance: a policy applies to the
-            -- members that inherit its role, and the application must not.
-            IF current_setting('server_version_num')::int >= 160000 THEN
+            -- members that inherit its role, and the application must not. A role
+            -- without CREATEROLE cannot grant it: an administrator did, beforehand.
+            IF pg_has_role(current_user, operator, 'MEMBER')
+                    AND NOT pg_has_role(current_user, operator, 'USAGE') THEN
+                NULL;
+            ELSIF current_setting('server_version_num')::int >= 160000 THEN
                 EXECUTE format('GRANT %I TO %I WITH INHERIT FALSE', operator, current_user);
             ELSE
                 -- NOINHERIT also drops what the database owner inherits from

@@ -105,8 +105,11 @@ def summarize(plan):
         "execution_ms": float(execution.group(1)) if execution else None,
         "planning_ms": float(planning.group(1)) if planning else None,
         "indexes": sorted({f"{name} ({scan.lower()})" for scan, name in INDEX.findall(plan)}),
-        "sort": any(line.strip().startswith(("Sort ", "->  Sort ", "Incremental Sort"))
-                    or "->  Incremental Sort" in line for line in plan.splitlines()),
+        "sort": any(
+            line.strip().startswith(("Sort ", "->  Sort ", "Incremental Sort"))
+            or "->  Incremental Sort" in line
+            for line in plan.splitlines()
+        ),
         "seq_scan": "Seq Scan" in plan,
     }
 
@@ -187,8 +190,10 @@ def main():
             lines += ["", f"## {current}"]
         lines += ["", "```sql", entry["sql"].strip(), "```", "", "```", entry["plan"], "```"]
     Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"plans: {len(recorder.entries)} statements of {len(requests_for(user_id, task_ids))} "
-          f"requests written to {args.out}")
+    print(
+        f"plans: {len(recorder.entries)} statements of {len(requests_for(user_id, task_ids))} "
+        f"requests written to {args.out}"
+    )
     if failures:
         print("\n".join(failures), file=sys.stderr)
         sys.exit(1)

@@ -67,6 +67,4 @@ def _write_reports():
     session = _combined(_sessions)
     Path(prefix + ".html").write_text(HTMLRenderer().render(session))
     Path(prefix + ".txt").write_text(ConsoleRenderer(unicode=True, show_all=True).render(session))
-    Path(prefix + "-flat.txt").write_text(
-        ConsoleRenderer(unicode=True, flat=True).render(session)
-    )
+    Path(prefix + "-flat.txt").write_text(ConsoleRenderer(unicode=True, flat=True).render(session))

@@ -68,9 +68,19 @@ P95_BUDGET_MS = 200
 RSS_BUDGET_MB = 150
 FLOOR_DRIFT_WARNING = 0.15
 KEY_PACKAGES = [
-    "flask", "werkzeug", "flask-smorest", "marshmallow", "webargs", "apispec",
-    "sqlalchemy", "flask-sqlalchemy", "psycopg", "psycopg-binary", "alembic",
-    "pyjwt", "gunicorn",
+    "flask",
+    "werkzeug",
+    "flask-smorest",
+    "marshmallow",
+    "webargs",
+    "apispec",
+    "sqlalchemy",
+    "flask-sqlalchemy",
+    "psycopg",
+    "psycopg-binary",
+    "alembic",
+    "pyjwt",
+    "gunicorn",
 ]
 
 
@@ -132,8 +142,7 @@ def database(url, keep):
         # As in production (README, "Row-level security"): the app connects as the
         # non-superuser owner, so row-level security applies to what is measured.
         conn.execute(
-            f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE"
-            f" PASSWORD '{password}'"
+            f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE PASSWORD '{password}'"
         )
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
     location, _, query = admin.partition("?")
@@ -158,8 +167,13 @@ def run_flask(args, env, capture=False):
     command = [str(BIN / "flask"), *args]
     log("$ " + shlex.join(["flask", *args]))
     result = subprocess.run(
-        command, check=False, cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None,
+        command,
+        check=False,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
     )
     if capture and result.stdout:
         print(result.stdout, end="", flush=True)
@@ -174,9 +188,20 @@ SEED_RATE = re.compile(r"([\d][\d,. ]*)\s*(?:tasks|rows)\s*/\s*s", re.IGNORECASE
 def seed(env, users, per_user, tokens_file):
     started = time.perf_counter()
     output = run_flask(
-        ["tasks", "seed", "--users", str(users), "--tasks-per-user", str(per_user),
-         "--random-seed", "1", "--tokens-file", str(tokens_file)],
-        env, capture=True,
+        [
+            "tasks",
+            "seed",
+            "--users",
+            str(users),
+            "--tasks-per-user",
+            str(per_user),
+            "--random-seed",
+            "1",
+            "--tokens-file",
+            str(tokens_file),
+        ],
+        env,
+        capture=True,
     )
     wall = time.perf_counter() - started
     match = SEED_RATE.search(output)
@@ -270,16 +295,27 @@ def gunicorn_command(app_module, extra, env, print_config=False):
 def effective_config(app_module, extra, env):
     """gunicorn's settings as it resolves them (--print-config), for the report."""
     command = [part.format(**env) for part in gunicorn_command(app_module, extra, env, True)]
-    result = subprocess.run(command, check=False, cwd=ROOT, env=env, text=True,
-                            capture_output=True)
+    result = subprocess.run(command, check=False, cwd=ROOT, env=env, text=True, capture_output=True)
     settings = {}
     for line in result.stdout.splitlines():
         name, sep, value = line.partition("=")
         if sep:
             settings[name.strip()] = value.strip()
-    return {k: settings.get(k) for k in
-            ("bind", "workers", "worker_class", "threads", "preload_app", "keepalive",
-             "worker_connections", "loglevel", "accesslog", "timeout")}
+    return {
+        k: settings.get(k)
+        for k in (
+            "bind",
+            "workers",
+            "worker_class",
+            "threads",
+            "preload_app",
+            "keepalive",
+            "worker_connections",
+            "loglevel",
+            "accesslog",
+            "timeout",
+        )
+    }
 
 
 def start_server(name, app_module, extra, env, ready_path, run_dir):  # noqa: PLR0917
@@ -290,8 +326,9 @@ def start_server(name, app_module, extra, env, ready_path, run_dir):  # noqa: PL
     log(f"starting {name}: {shlex.join(command)} (port {port})")
     log_file = open(log_path, "w")  # noqa: SIM115 (kept open for the server's life)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
-    server = Server(name, process, port, command, log_path, ready_path,
-                    effective_config(app_module, extra, env))
+    server = Server(
+        name, process, port, command, log_path, ready_path, effective_config(app_module, extra, env)
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -311,23 +348,40 @@ def start_server(name, app_module, extra, env, ready_path, run_dir):  # noqa: PL
 def wrk(port, scenario, connections, seconds, threads, data_path, timeout_s):  # noqa: PLR0917
     threads = min(threads, connections)
     command = [
-        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-        "--timeout", f"{timeout_s}s", "-s", str(HERE / "bench.lua"),
-        f"http://127.0.0.1:{port}", "--", scenario, str(data_path), str(threads),
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        f"{timeout_s}s",
+        "-s",
+        str(HERE / "bench.lua"),
+        f"http://127.0.0.1:{port}",
+        "--",
+        scenario,
+        str(data_path),
+        str(threads),
         f"{scenario}{connections}.{int(time.time())}",  # tags the titles it writes
     ]
     result = subprocess.run(command, check=False, text=True, capture_output=True)
     for line in result.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            stats = json.loads(line[len("BENCH_JSON "):])
+            stats = json.loads(line[len("BENCH_JSON ") :])
             break
     else:
         fail(f"wrk printed no result for {scenario}:\n{result.stdout}\n{result.stderr}")
     bad = {s: n for s, n in stats["statuses"].items() if not 200 <= int(s) < 400}
     stats["bad_statuses"] = bad
     # no completed request at all (everything slower than the run) is a failure too
-    stats["errors"] = sum(stats["socket_errors"].values()) + sum(bad.values()) \
-        + stats["out_of_ids"] + (stats["requests"] == 0)
+    stats["errors"] = (
+        sum(stats["socket_errors"].values())
+        + sum(bad.values())
+        + stats["out_of_ids"]
+        + (stats["requests"] == 0)
+    )
     stats["command"] = shlex.join(command)
     return stats
 
@@ -371,8 +425,9 @@ class Row:
 
 
 def run_scenario(server, scenario, connections, args, data_path, db_url=None):  # noqa: PLR0917
-    stats = wrk(server.port, scenario, connections, args.duration, args.threads,
-                data_path, args.timeout)
+    stats = wrk(
+        server.port, scenario, connections, args.duration, args.threads, data_path, args.timeout
+    )
     settle(server.port, db_url, server.ready_path)
     errors = stats["errors"]
     note = f" ERRORS {errors}: {stats['socket_errors']} {stats['bad_statuses']}" if errors else ""
@@ -380,9 +435,11 @@ def run_scenario(server, scenario, connections, args, data_path, db_url=None):  
         note += " (no request completed within the run)"
     if stats["out_of_ids"]:
         note += f" (delete ran out of task ids on {stats['out_of_ids']} thread(s))"
-    log(f"{scenario:>9} c={connections:<3} {stats['rps']:8.1f} req/s  "
+    log(
+        f"{scenario:>9} c={connections:<3} {stats['rps']:8.1f} req/s  "
         f"p50 {stats['latency_ms']['p50']:7.1f}  p95 {stats['latency_ms']['p95']:7.1f}  "
-        f"p99 {stats['latency_ms']['p99']:7.1f} ms  statuses {stats['statuses']}{note}")
+        f"p99 {stats['latency_ms']['p99']:7.1f} ms  statuses {stats['statuses']}{note}"
+    )
     return Row(scenario, connections, stats)
 
 
@@ -403,7 +460,8 @@ def machine():
     os_name = platform.platform()
     with contextlib.suppress(OSError):
         release = dict(
-            line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines()
+            line.split("=", 1)
+            for line in Path("/etc/os-release").read_text().splitlines()
             if "=" in line
         )
         os_name = f"{release.get('PRETTY_NAME', '').strip(chr(34))}, Linux {platform.release()}"
@@ -438,10 +496,18 @@ def results_table(rows):
     ]
     for row in rows:
         s, lat = row.stats, row.stats["latency_ms"]
-        label = f"floor (constant JSON), {row.label}" if row.scenario == "floor" \
-            else FLOOR_GET_LABEL if row.scenario == FLOOR_GET else SCENARIOS[row.scenario]
-        ratio = "100 %" if row.scenario == "floor" else (
-            "-" if row.ratio is None else f"{row.ratio:.1%}".replace("%", " %"))
+        label = (
+            f"floor (constant JSON), {row.label}"
+            if row.scenario == "floor"
+            else FLOOR_GET_LABEL
+            if row.scenario == FLOOR_GET
+            else SCENARIOS[row.scenario]
+        )
+        ratio = (
+            "100 %"
+            if row.scenario == "floor"
+            else ("-" if row.ratio is None else f"{row.ratio:.1%}".replace("%", " %"))
+        )
         lines.append(
             f"| {label} | {row.connections} | {fmt(s['rps'])} | {ratio} | {fmt(lat['p50'])} | "
             f"{fmt(lat['p95'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | {s['errors']} |"
@@ -455,12 +521,13 @@ def floor_baseline(floor_rows):
     for row in (r for r in floor_rows if r.scenario == "floor"):
         by_connections.setdefault(row.connections, []).append(row.stats["rps"])
     mean = {c: sum(v) / len(v) for c, v in by_connections.items()}
-    drift = {c: (max(v) - min(v)) / mean[c] if mean[c] else 0.0
-             for c, v in by_connections.items()}
+    drift = {c: (max(v) - min(v)) / mean[c] if mean[c] else 0.0 for c, v in by_connections.items()}
     for c, d in drift.items():
         if d > FLOOR_DRIFT_WARNING:
-            log(f"warning: the floor's requests/s at {c} connections differ by {d:.0%} "
-                "before and after the API: the machine was not quiet, ratios are unreliable")
+            log(
+                f"warning: the floor's requests/s at {c} connections differ by {d:.0%} "
+                "before and after the API: the machine was not quiet, ratios are unreliable"
+            )
     return mean, drift
 
 
@@ -469,29 +536,40 @@ def check_targets(rows, rss):
     checks = []
     for scenario, fraction in TARGETS.items():
         for row in (r for r in api if r.scenario == scenario):
-            checks.append((
-                f"{SCENARIOS[scenario]} at {row.connections} connections "
-                f">= {fraction:.0%} of the floor's requests/s",
-                f"{row.ratio:.0%}" if row.ratio is not None else "-",
-                row.ratio is not None and row.ratio >= fraction,
-            ))
+            checks.append(
+                (
+                    f"{SCENARIOS[scenario]} at {row.connections} connections "
+                    f">= {fraction:.0%} of the floor's requests/s",
+                    f"{row.ratio:.0%}" if row.ratio is not None else "-",
+                    row.ratio is not None and row.ratio >= fraction,
+                )
+            )
     at_100 = [r for r in api if r.connections == 100]
     worst = max(at_100, key=lambda r: r.stats["latency_ms"]["p95"], default=None)
     if worst:
-        checks.append((
-            f"every scenario's p95 at 100 connections < {P95_BUDGET_MS} ms",
-            f"worst {worst.stats['latency_ms']['p95']:.1f} ms ({worst.scenario})",
-            all(r.stats["latency_ms"]["p95"] < P95_BUDGET_MS for r in at_100),
-        ))
+        checks.append(
+            (
+                f"every scenario's p95 at 100 connections < {P95_BUDGET_MS} ms",
+                f"worst {worst.stats['latency_ms']['p95']:.1f} ms ({worst.scenario})",
+                all(r.stats["latency_ms"]["p95"] < P95_BUDGET_MS for r in at_100),
+            )
+        )
     if rss:
-        checks.append((
-            f"RSS per API worker after the run < {RSS_BUDGET_MB} MB",
-            f"max {max(rss.values()):.1f} MB",
-            max(rss.values()) < RSS_BUDGET_MB,
-        ))
+        checks.append(
+            (
+                f"RSS per API worker after the run < {RSS_BUDGET_MB} MB",
+                f"max {max(rss.values()):.1f} MB",
+                max(rss.values()) < RSS_BUDGET_MB,
+            )
+        )
     errors = sum(r.stats["errors"] for r in rows)
-    checks.append(("zero errors (socket errors, statuses >= 400, delete out of ids)",
-                   str(errors), errors == 0))
+    checks.append(
+        (
+            "zero errors (socket errors, statuses >= 400, delete out of ids)",
+            str(errors),
+            errors == 0,
+        )
+    )
     return checks
 
 
@@ -506,11 +584,9 @@ def get_ceiling(rows):
         "Ceiling of the GET target on this machine: the floor's route that makes only the "
         "GET's database round trip (benchmarks/floor.py: no pool, token check, "
         "flask-smorest, hooks or envelope) reached "
-        + " and ".join(f"{floor_get[c].ratio:.0%} of the floor at {c} connections"
-                       for c in shared)
+        + " and ".join(f"{floor_get[c].ratio:.0%} of the floor at {c} connections" for c in shared)
         + "; the API's GET reached "
-        + " and ".join(f"{api_get[c].stats['rps'] / floor_get[c].stats['rps']:.0%}"
-                       for c in shared)
+        + " and ".join(f"{api_get[c].stats['rps'] / floor_get[c].stats['rps']:.0%}" for c in shared)
         + " of that route."
     )
 
@@ -526,15 +602,17 @@ def write_results(path, context):
         f"Produced by `{c['command']}` on {c['finished']} "
         f"({c['duration']} s per scenario, wrk {c['threads']} thread(s), "
         f"{c['users']} users × {c['per_user']} tasks). Reproduce: see the README's "
-        "\"Performance\" section.",
+        '"Performance" section.',
         "",
         *results_table(c["rows"]),
         "",
         "% of floor: requests/s as a fraction of the constant-JSON Flask route served by the "
         "same gunicorn configuration at the same number of connections, measured before and "
         "after the API; the ratios use the mean of both ("
-        + "; ".join(f"{conns} connections: {rps:,.1f} req/s, runs {c['drift'][conns]:.0%} apart"
-                    for conns, rps in c["floor_rps"].items())
+        + "; ".join(
+            f"{conns} connections: {rps:,.1f} req/s, runs {c['drift'][conns]:.0%} apart"
+            for conns, rps in c["floor_rps"].items()
+        )
         + "; more than 15 % apart means the machine was not quiet). Errors: wrk socket "
         "errors (connect, read, write, timeout), responses with a status outside 200-399, "
         "a delete thread out of ids, or no request completed in the run.",
@@ -544,14 +622,17 @@ def write_results(path, context):
             f"{row.scenario}{' ' + row.label if row.label else ''} c={row.connections}: "
             + ", ".join(f"{k} x{v}" for k, v in sorted(row.stats["statuses"].items()))
             for row in c["rows"]
-        ) + ".",
+        )
+        + ".",
         "",
         "## Targets (issue 7)",
         "",
         "| Target | Measured | Result |",
         "|---|---|---|",
-        *(f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
-          for name, value, ok in c["checks"]),
+        *(
+            f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
+            for name, value, ok in c["checks"]
+        ),
         "",
         *([c["ceiling"], ""] if c["ceiling"] else []),
         "## Memory per worker",
@@ -650,8 +731,10 @@ def update_readme(context):
         "",
         "| Target (issue 7) | Measured | Result |",
         "|---|---|---|",
-        *(f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
-          for name, value, ok in context["checks"]),
+        *(
+            f"| {name} | {value} | {'PASS' if ok else '**FAIL**'} |"
+            for name, value, ok in context["checks"]
+        ),
         *(["", context["ceiling"]] if context["ceiling"] else []),
         README_END,
     ]
@@ -669,30 +752,53 @@ def parse_args():
         description="Seed PostgreSQL, serve the API and the framework floor with gunicorn, "
         "drive them with wrk, and write RESULTS.md and PLANS.md."
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 s per scenario, results under benchmarks/out/")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 s per scenario, results under benchmarks/out/",
+    )
     parser.add_argument("--duration", type=int, help="seconds per scenario (default 10)")
-    parser.add_argument("--connections", default="10,100",
-                        help="comma-separated connection counts (default 10,100)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated subset of: " + ", ".join(SCENARIOS))
-    parser.add_argument("--threads", type=int, default=1,
-                        help="wrk threads (default 1: on a small machine every core wrk "
-                        "takes is taken from the server)")
-    parser.add_argument("--timeout", type=int, default=10,
-                        help="wrk request timeout in seconds (slower answers count as errors)")
+    parser.add_argument(
+        "--connections", default="10,100", help="comma-separated connection counts (default 10,100)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="wrk threads (default 1: on a small machine every core wrk "
+        "takes is taken from the server)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=10,
+        help="wrk request timeout in seconds (slower answers count as errors)",
+    )
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--tasks-per-user", type=int, default=1000)
-    parser.add_argument("--warmup", type=int,
-                        help="seconds of warm-up per server and list scenario (default 5)")
-    parser.add_argument("--keep-db", action="store_true",
-                        help="keep the database this run created (for inspection)")
+    parser.add_argument(
+        "--warmup", type=int, help="seconds of warm-up per server and list scenario (default 5)"
+    )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="keep the database this run created (for inspection)"
+    )
     parser.add_argument("--no-plans", action="store_true", help="skip the EXPLAIN step")
-    parser.add_argument("--out", help="where to write RESULTS.md and PLANS.md (default: "
-                        "benchmarks/ for a full run, benchmarks/out/ otherwise)")
-    parser.add_argument("--profile", metavar="SCENARIO",
-                        help="instead of the benchmark: serve the API with one worker under "
-                        "pyinstrument, drive SCENARIO, save the report under benchmarks/out/")
+    parser.add_argument(
+        "--out",
+        help="where to write RESULTS.md and PLANS.md (default: "
+        "benchmarks/ for a full run, benchmarks/out/ otherwise)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="SCENARIO",
+        help="instead of the benchmark: serve the API with one worker under "
+        "pyinstrument, drive SCENARIO, save the report under benchmarks/out/",
+    )
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -706,9 +812,15 @@ def parse_args():
         args.duration = 2 if args.quick else 10
     if args.warmup is None:
         args.warmup = 1 if args.quick else 5
-    reference = (not args.quick and args.duration >= 10 and not args.profile
-                 and args.connections == [10, 100] and args.scenarios == list(SCENARIOS)
-                 and args.users == 100 and args.tasks_per_user == 1000)
+    reference = (
+        not args.quick
+        and args.duration >= 10
+        and not args.profile
+        and args.connections == [10, 100]
+        and args.scenarios == list(SCENARIOS)
+        and args.users == 100
+        and args.tasks_per_user == 1000
+    )
     args.trial = None if reference else shlex.join(sys.argv[1:])
     args.out = Path(args.out) if args.out else (HERE if reference else OUT)
     return args
@@ -737,8 +849,10 @@ def prepare(args, db_url, prod_env, seed_env, run_dir):
     run_flask(["db", "upgrade"], prod_env)
     with connect(db_url) as conn:
         if conn.execute("SELECT count(*) FROM tasks").fetchone()[0]:
-            fail("the database already has tasks: give an empty database "
-                 "(or unset DATABASE_URL to let the benchmark create one)")
+            fail(
+                "the database already has tasks: give an empty database "
+                "(or unset DATABASE_URL to let the benchmark create one)"
+            )
     tokens_file = run_dir / "tokens.json"
     seed_info = seed(seed_env, args.users, args.tasks_per_user, tokens_file)
     if not tokens_file.exists():
@@ -758,19 +872,29 @@ def prepare(args, db_url, prod_env, seed_env, run_dir):
         f"{total:,} tasks of {users} users ({least} to {most} per user), {len(tokens)} tokens"
     )
     if total != args.users * args.tasks_per_user or users != args.users:
-        log(f"warning: expected {args.users} users x {args.tasks_per_user} tasks, "
-            f"found {seed_info['found']}")
+        log(
+            f"warning: expected {args.users} users x {args.tasks_per_user} tasks, "
+            f"found {seed_info['found']}"
+        )
     log(f"seeded {len(tokens)} users; {seed_info['printed_line']}")
     return seed_info, tokens, tokens_file
 
 
 def bench_floor(args, env, run_dir, label, data_path=None):  # noqa: PLR0917
     """The constant floor at every concurrency; with `data_path`, the GET's floor too."""
-    floor = start_server(f"floor-{label}", "floor:app", ["--pythonpath", str(HERE)], env, "/",
-                         run_dir)
+    floor = start_server(
+        f"floor-{label}", "floor:app", ["--pythonpath", str(HERE)], env, "/", run_dir
+    )
     try:
-        wrk(floor.port, "floor", max(args.connections), args.warmup, args.threads,
-            run_dir / "none", args.timeout)
+        wrk(
+            floor.port,
+            "floor",
+            max(args.connections),
+            args.warmup,
+            args.threads,
+            run_dir / "none",
+            args.timeout,
+        )
         settle(floor.port, path="/")
         rows = [run_scenario(floor, "floor", c, args, run_dir / "none") for c in args.connections]
         for row in rows:
@@ -792,16 +916,30 @@ def bench_api(args, env, db_url, tokens, run_dir):
     try:
         data_path = run_dir / "data.tsv"
         export_data(db_url, tokens, data_path)
-        wrk(api.port, "get", max(args.connections), args.warmup, args.threads,
-            data_path, args.timeout)
+        wrk(
+            api.port,
+            "get",
+            max(args.connections),
+            args.warmup,
+            args.threads,
+            data_path,
+            args.timeout,
+        )
         settle(api.port, db_url)
         for scenario in args.scenarios:
             if scenario in WARMED:
                 # Every worker keeps list pages per user (todo/pagecache.py): the first
                 # pass over 100 users is a miss in each worker. Measure the steady state;
                 # the mix shows lists read again after writes.
-                wrk(api.port, scenario, max(args.connections), args.warmup, args.threads,
-                    data_path, args.timeout)
+                wrk(
+                    api.port,
+                    scenario,
+                    max(args.connections),
+                    args.warmup,
+                    args.threads,
+                    data_path,
+                    args.timeout,
+                )
                 settle(api.port, db_url)
             for connections in args.connections:
                 if scenario in NEEDS_IDS:  # fresh ids and states for every run
@@ -835,8 +973,17 @@ def main():
         plans_path = args.out / "PLANS.md"
         if not args.no_plans:
             result = subprocess.run(
-                [sys.executable, str(HERE / "plans.py"), "--tokens-file", str(tokens_file),
-                 "--out", str(plans_path)], check=False, cwd=ROOT, env=prod_env,
+                [
+                    sys.executable,
+                    str(HERE / "plans.py"),
+                    "--tokens-file",
+                    str(tokens_file),
+                    "--out",
+                    str(plans_path),
+                ],
+                check=False,
+                cwd=ROOT,
+                env=prod_env,
             )
             if result.returncode != 0:
                 fail("plans.py failed")
@@ -852,8 +999,11 @@ def main():
     floor_rps, drift = floor_baseline(floor_rows)
     for row in api_rows + [r for r in floor_rows if r.scenario == FLOOR_GET]:
         row.ratio = row.stats["rps"] / floor_rps[row.connections]
-    rows = [r for r in floor_rows if r.label == "before"] + api_rows \
+    rows = (
+        [r for r in floor_rows if r.label == "before"]
+        + api_rows
         + [r for r in floor_rows if r.label == "after"]
+    )
     checks = check_targets(rows, rss)
     context = {
         "trial": args.trial,
@@ -877,17 +1027,26 @@ def main():
         "server_env": "HOST=127.0.0.1 PORT=<a free port> ENVIRONMENT=production LOG_LEVEL="
         + prod_env["LOG_LEVEL"]
         + " JWT_SECRET=<random> DATABASE_URL=<the benchmark database>"
-        + "".join(f" {k}={os.environ[k]}" for k in
-                  ("WEB_CONCURRENCY", "DB_POOL_SIZE", "DB_MAX_OVERFLOW") if k in os.environ),
+        + "".join(
+            f" {k}={os.environ[k]}"
+            for k in ("WEB_CONCURRENCY", "DB_POOL_SIZE", "DB_MAX_OVERFLOW")
+            if k in os.environ
+        ),
         "gunicorn_settings": ", ".join(f"{k}={v}" for k, v in api.config.items()),
         "machine": machine(),
         "versions": found_versions,
         "all_packages": all_packages,
         "plans_name": "PLANS.md",
     }
-    (run_dir / "results.json").write_text(json.dumps(
-        [{"scenario": r.scenario, "connections": r.connections, "ratio": r.ratio, **r.stats}
-         for r in rows], indent=1))
+    (run_dir / "results.json").write_text(
+        json.dumps(
+            [
+                {"scenario": r.scenario, "connections": r.connections, "ratio": r.ratio, **r.stats}
+                for r in rows
+            ],
+            indent=1,
+        )
+    )
     results_path = args.out / "RESULTS.md"
     write_results(results_path, context)
     if not args.trial and args.out == HERE:
@@ -900,8 +1059,11 @@ def main():
     if context["ceiling"]:
         print(context["ceiling"])
     print()
-    log(f"wrote {results_path}" + ("" if args.no_plans else f" and {plans_path}")
-        + f" in {time.monotonic() - started:.0f} s; logs in {run_dir}")
+    log(
+        f"wrote {results_path}"
+        + ("" if args.no_plans else f" and {plans_path}")
+        + f" in {time.monotonic() - started:.0f} s; logs in {run_dir}"
+    )
 
 
 def profile(args, env, db_url, tokens, run_dir):
@@ -914,8 +1076,9 @@ def profile(args, env, db_url, tokens, run_dir):
     prefix = OUT / f"profile-{scenario}-c{connections}-{run_dir.name[4:]}"
     # the first requests open the worker's pool connections: not what is looked for
     env = {**env, "WEB_CONCURRENCY": "1", "PROFILE_OUT": str(prefix), "PROFILE_SKIP": "20"}
-    api = start_server("api-profile", "profile_app:app", ["--pythonpath", str(HERE)], env,
-                       "/healthz", run_dir)
+    api = start_server(
+        "api-profile", "profile_app:app", ["--pythonpath", str(HERE)], env, "/healthz", run_dir
+    )
     try:
         data_path = run_dir / "data.tsv"
         export_data(db_url, tokens, data_path)
@@ -927,8 +1090,10 @@ def profile(args, env, db_url, tokens, run_dir):
         fail(f"the profiled worker wrote no report; see {api.log_path}")
     flat = reports[2].read_text().splitlines()
     print("\n".join(flat[:45]))
-    log("profile (1 worker; the rate above is under the profiler): "
-        + ", ".join(str(report.relative_to(ROOT)) for report in reports))
+    log(
+        "profile (1 worker; the rate above is under the profiler): "
+        + ", ".join(str(report.relative_to(ROOT)) for report in reports)
+    )
 
 
 if __name__ == "__main__":

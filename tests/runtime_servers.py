@@ -16,9 +16,20 @@ BIN = Path(sys.executable).parent
 
 # Variables of the deploy that must not leak from the developer's shell into a test server.
 RUNTIME_VARIABLES = (
-    "HOST", "PORT", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "METRICS_ENABLED",
-    "METRICS_TOKEN", "METRICS_PORT", "RATE_LIMIT", "RATE_LIMIT_STORAGE_URL",
-    "TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS", "GUNICORN_CMD_ARGS", "LOG_FORMAT", "LOG_LEVEL",
+    "HOST",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "METRICS_ENABLED",
+    "METRICS_TOKEN",
+    "METRICS_PORT",
+    "RATE_LIMIT",
+    "RATE_LIMIT_STORAGE_URL",
+    "TRUSTED_PROXY_COUNT",
+    "FORWARDED_ALLOW_IPS",
+    "GUNICORN_CMD_ARGS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
 )
 
 

@@ -64,7 +64,8 @@ def exec_form(instruction_name):
 
 def dockerignored(path):
     patterns = [
-        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     ignored = False
@@ -112,7 +113,7 @@ def test_final_stage_is_slim_non_root_with_a_healthcheck_and_gunicorn():
 
 def healthcheck_command():
     (args,) = [args for instruction, args in final_stage() if instruction == "HEALTHCHECK"]
-    return json.loads(args[args.index("CMD ") + 4:])
+    return json.loads(args[args.index("CMD ") + 4 :])
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # production refuses SQLite
@@ -130,7 +131,11 @@ def test_the_image_command_serves_from_the_copied_files(database_url, tmp_path):
     env = server_env(env)
 
     upgrade = subprocess.run(
-        ["flask", "db", "upgrade"], cwd=app_dir, env=env, capture_output=True, text=True,
+        ["flask", "db", "upgrade"],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert upgrade.returncode == 0, upgrade.stderr

@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
+
 @pytest.fixture
 def served(app):
     """The app on a loopback port, in a thread of this process."""
@@ -26,14 +27,24 @@ def served(app):
 def rendered_dom(url, profile):
     dead_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
         # Every host but the app's fails to resolve, and any other connection
         # goes to a dead proxy: a CDN asset could not load.
-        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-        f"--proxy-server={dead_proxy}", "--proxy-bypass-list=127.0.0.1",
-        "--virtual-time-budget=15000", "--dump-dom", url,
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--proxy-server={dead_proxy}",
+        "--proxy-bypass-list=127.0.0.1",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        url,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

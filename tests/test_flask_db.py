@@ -52,7 +52,12 @@ def test_a_bad_configuration_is_one_line_for_every_command():
 
     finished = subprocess.run(
         [sys.executable, "-m", "flask", "tasks", "doctor"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert finished.returncode == 4

@@ -88,8 +88,12 @@ def test_two_gunicorn_workers_add_up(tmp_path, database_urls):
     """A scrape answered by either worker counts the requests that both served."""
     metrics_dir = tmp_path / "prometheus"
     env = {
-        "ENVIRONMENT": "test", "DATABASE_URL": database_urls("sqlite"), "JWT_SECRET": TEST_SECRET,
-        "WEB_CONCURRENCY": "2", "METRICS_ENABLED": "true", "METRICS_TOKEN": METRICS_TOKEN,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_urls("sqlite"),
+        "JWT_SECRET": TEST_SECRET,
+        "WEB_CONCURRENCY": "2",
+        "METRICS_ENABLED": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     log_path = tmp_path / "gunicorn.log"
@@ -127,8 +131,12 @@ def test_two_gunicorn_workers_add_up(tmp_path, database_urls):
 def test_metrics_port_is_served_by_the_gunicorn_master(tmp_path, database_urls):
     metrics_port = free_port()
     env = {
-        "ENVIRONMENT": "test", "DATABASE_URL": database_urls("sqlite"), "JWT_SECRET": TEST_SECRET,
-        "WEB_CONCURRENCY": "2", "METRICS_ENABLED": "true", "METRICS_PORT": str(metrics_port),
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_urls("sqlite"),
+        "JWT_SECRET": TEST_SECRET,
+        "WEB_CONCURRENCY": "2",
+        "METRICS_ENABLED": "true",
+        "METRICS_PORT": str(metrics_port),
     }
     with gunicorn(env, tmp_path / "gunicorn.log") as (url, _):
         for _ in range(5):
@@ -140,6 +148,7 @@ def test_metrics_port_is_served_by_the_gunicorn_master(tmp_path, database_urls):
     assert status == 200
     scraped = samples(body.decode())
     # 5 here, plus the start-up wait's own polls of /healthz
-    assert value(
-        scraped, "todo_http_requests_total", route="/healthz", method="GET", status="200"
-    ) >= 5
+    assert (
+        value(scraped, "todo_http_requests_total", route="/healthz", method="GET", status="200")
+        >= 5
+    )

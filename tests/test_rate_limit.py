@@ -29,9 +29,7 @@ def test_no_limit_by_default(app):
 def test_over_the_limit_is_429_in_the_envelope_with_retry_after(make_app):
     client = make_app(RATE_LIMIT="3/minute", RATE_LIMIT_KEY_PREFIX=uuid.uuid4().hex).test_client()
 
-    statuses = [
-        client.get("/api/alice/tasks", headers=auth("alice")).status_code for _ in range(3)
-    ]
+    statuses = [client.get("/api/alice/tasks", headers=auth("alice")).status_code for _ in range(3)]
     response = client.post("/api/alice/tasks", json={"title": "t"}, headers=auth("alice"))
 
     assert statuses == [200, 200, 200]

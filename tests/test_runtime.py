@@ -98,7 +98,9 @@ def test_flask_reads_dotenv_and_the_real_environment_wins(tmp_path):
     ).stdout.strip()
 
     claims = jwt.decode(
-        token, "dotenv-secret-that-is-at-least-32-bytes", algorithms=["HS256"],
+        token,
+        "dotenv-secret-that-is-at-least-32-bytes",
+        algorithms=["HS256"],
         issuer="from-environment",
     )
     assert claims["sub"] == "dot"
@@ -107,8 +109,11 @@ def test_flask_reads_dotenv_and_the_real_environment_wins(tmp_path):
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_preloaded_workers_get_their_own_connections(database_url, tmp_path):
     env = {
-        "ENVIRONMENT": "test", "DATABASE_URL": database_url, "JWT_SECRET": TEST_SECRET,
-        "WEB_CONCURRENCY": "2", "GUNICORN_PRELOAD": "true",
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": TEST_SECRET,
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_PRELOAD": "true",
     }
     with gunicorn(env, tmp_path / "gunicorn.log") as (url, _):
         # The master built the app (and its engine) before forking; post_fork
@@ -172,11 +177,13 @@ def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
 
 
 def production_app(**overrides):
-    return create_app({
-        **base_config("postgresql://todo@127.0.0.1:1/todo"),  # the factory never connects
-        "ENVIRONMENT": "production",
-        **overrides,
-    })
+    return create_app(
+        {
+            **base_config("postgresql://todo@127.0.0.1:1/todo"),  # the factory never connects
+            "ENVIRONMENT": "production",
+            **overrides,
+        }
+    )
 
 
 def test_hsts_only_in_production(app):

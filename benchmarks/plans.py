@@ -114,6 +114,41 @@ def summarize(plan):
     }
 
 
+def render(entries, user_id, task_count, server_version, failures) -> str:
+    """PLANS.md: the summary table, the failed requests, then every plan with its SQL."""
+    lines = [
+        "# Query plans",
+        "",
+        f"`EXPLAIN (ANALYZE, BUFFERS)` of the SQL each endpoint issues, for user `{user_id}` "
+        f"with {task_count} tasks, on PostgreSQL {server_version}, right after seeding "
+        "(and `VACUUM ANALYZE tasks`), with the app's own bind values. Recorded by "
+        "`benchmarks/plans.py` (run by `benchmarks/run.py`); times are one warm execution.",
+        "",
+        "| Endpoint | Statement | Execution ms | Index (scan) | Sort node | Seq scan |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for entry in entries:
+        s = summarize(entry["plan"])
+        verb = entry["sql"].split(None, 1)[0].upper()
+        if "count(" in entry["sql"].lower():
+            verb += " count(*)"
+        lines.append(
+            f"| {entry['endpoint']} | {verb} | {s['execution_ms']} | "
+            f"{', '.join(s['indexes']) or '-'} | {'yes' if s['sort'] else 'no'} | "
+            f"{'yes' if s['seq_scan'] else 'no'} |"
+        )
+    if failures:
+        lines += ["", "Requests that failed (their plans may be missing):", ""]
+        lines += [f"- {failure}" for failure in failures]
+    current = None
+    for entry in entries:
+        if entry["endpoint"] != current:
+            current = entry["endpoint"]
+            lines += ["", f"## {current}"]
+        lines += ["", "```sql", entry["sql"].strip(), "```", "", "```", entry["plan"], "```"]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens-file", required=True)
@@ -159,37 +194,9 @@ def main():
         if name.startswith("List, default"):
             next_cursor = response.get_json()["meta"]["next_cursor"]
 
-    lines = [
-        "# Query plans",
-        "",
-        f"`EXPLAIN (ANALYZE, BUFFERS)` of the SQL each endpoint issues, for user `{user_id}` "
-        f"with {task_count} tasks, on PostgreSQL {server_version}, right after seeding "
-        "(and `VACUUM ANALYZE tasks`), with the app's own bind values. Recorded by "
-        "`benchmarks/plans.py` (run by `benchmarks/run.py`); times are one warm execution.",
-        "",
-        "| Endpoint | Statement | Execution ms | Index (scan) | Sort node | Seq scan |",
-        "|---|---|---:|---|---|---|",
-    ]
-    for entry in recorder.entries:
-        s = summarize(entry["plan"])
-        verb = entry["sql"].split(None, 1)[0].upper()
-        if "count(" in entry["sql"].lower():
-            verb += " count(*)"
-        lines.append(
-            f"| {entry['endpoint']} | {verb} | {s['execution_ms']} | "
-            f"{', '.join(s['indexes']) or '-'} | {'yes' if s['sort'] else 'no'} | "
-            f"{'yes' if s['seq_scan'] else 'no'} |"
-        )
-    if failures:
-        lines += ["", "Requests that failed (their plans may be missing):", ""]
-        lines += [f"- {failure}" for failure in failures]
-    current = None
-    for entry in recorder.entries:
-        if entry["endpoint"] != current:
-            current = entry["endpoint"]
-            lines += ["", f"## {current}"]
-        lines += ["", "```sql", entry["sql"].strip(), "```", "", "```", entry["plan"], "```"]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    Path(args.out).write_text(
+        render(recorder.entries, user_id, task_count, server_version, failures)
+    )
     print(
         f"plans: {len(recorder.entries)} statements of {len(requests_for(user_id, task_ids))} "
         f"requests written to {args.out}"

@@ -166,7 +166,12 @@ def _finalize_tokens(config: dict, env: str, instance_path: str):
         urlsplit(jwks_url).scheme not in ("http", "https") or not urlsplit(jwks_url).netloc
     ):
         raise ConfigError(f"JWT_JWKS_URL must be an http(s) URL, not {jwks_url!r}")
+    config["JWT_ALGORITHMS"] = _token_algorithms(config, secret, jwks_url)
+    return secret
 
+
+def _token_algorithms(config: dict, secret, jwks_url) -> list[str]:
+    """JWT_ALGORITHMS, or the default for the configured keys; refuses what they cannot verify."""
     algorithms = config["JWT_ALGORITHMS"]
     if isinstance(algorithms, str):
         algorithms = _list(algorithms)
@@ -192,8 +197,7 @@ def _finalize_tokens(config: dict, env: str, instance_path: str):
             value = config.get(name)
             if value and len(value.encode()) < needed:
                 raise ConfigError(f"{algorithm} needs a {name} of at least {needed} bytes")
-    config["JWT_ALGORITHMS"] = list(algorithms)
-    return secret
+    return list(algorithms)
 
 
 def finalize(config: dict, instance_path: str) -> None:

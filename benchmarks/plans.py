@@ -114,13 +114,13 @@ def summarize(plan):
     }
 
 
-def render(entries, user_id, task_count, server_version, failures) -> str:
+def render(entries, user_id, task_count, server, failures) -> str:
     """PLANS.md: the summary table, the failed requests, then every plan with its SQL."""
     lines = [
         "# Query plans",
         "",
         f"`EXPLAIN (ANALYZE, BUFFERS)` of the SQL each endpoint issues, for user `{user_id}` "
-        f"with {task_count} tasks, on PostgreSQL {server_version}, right after seeding "
+        f"with {task_count} tasks, on {server}, right after seeding "
         "(and `VACUUM ANALYZE tasks`), with the app's own bind values. Recorded by "
         "`benchmarks/plans.py` (run by `benchmarks/run.py`); times are one warm execution.",
         "",
@@ -177,7 +177,10 @@ def main():
                 sa.text("SELECT id FROM tasks WHERE user_id = :u ORDER BY created_at LIMIT 4"),
                 {"u": user_id},
             ).all()
-            server_version = conn.scalar(sa.text("SHOW server_version"))
+            server = (
+                f"PostgreSQL {conn.scalar(sa.text('SHOW server_version'))} (random_page_cost "
+                f"{conn.scalar(sa.text('SHOW random_page_cost'))}, docs/scaling.md)"
+            )
 
     client = app.test_client()
     next_cursor = None
@@ -194,9 +197,7 @@ def main():
         if name.startswith("List, default"):
             next_cursor = response.get_json()["meta"]["next_cursor"]
 
-    Path(args.out).write_text(
-        render(recorder.entries, user_id, task_count, server_version, failures)
-    )
+    Path(args.out).write_text(render(recorder.entries, user_id, task_count, server, failures))
     print(
         f"plans: {len(recorder.entries)} statements of {len(requests_for(user_id, task_ids))} "
         f"requests written to {args.out}"

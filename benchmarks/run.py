@@ -145,6 +145,8 @@ def database(url, keep):
             f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE PASSWORD '{password}'"
         )
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        # As docs/scaling.md recommends for SSD storage (PLANS.md prints the value).
+        conn.execute(f'ALTER DATABASE "{name}" SET random_page_cost = 1.1')
     location, _, query = admin.partition("?")
     scheme, _, server = location.partition("://")
     host = server.rsplit("@", 1)[-1].rsplit("/", 1)[0]

@@ -72,7 +72,9 @@ def _write_private_json(path: str, data) -> None:
 
 @tasks.command("token")
 @click.option("--user-id", required=True, help="The token's subject (the user id).")
-@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 900s, 15m, 1h, 7d.")
+@click.option(
+    "--ttl", default="1h", show_default=True, help="Lifetime: 900s, 15m, 1h, 7d (at most 3650d)."
+)
 @click.option("--curl", is_flag=True, help="Print a ready-to-run curl line instead.")
 def token_command(user_id, ttl, curl):
     """Mint a development token signed with JWT_SECRET.

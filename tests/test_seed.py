@@ -154,6 +154,10 @@ def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_pa
         (["--users", "0"], "nothing to seed: give --users N or --user-id ID"),
         (["--users", "1000", "--tasks-per-user", "50001"], "50,001,000 tasks is more than"),
         (["--token-ttl", "soon", "--tokens-file", "t.json"], "'soon' is not a duration"),
+        (
+            ["--token-ttl", "99999999999999999999d", "--tokens-file", "t.json"],
+            "'99999999999999999999d' is not a duration like 900s, 15m, 1h or 7d (at most 3650d)",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(app, arguments, message):

@@ -199,6 +199,7 @@ def test_bench_reports_a_server_that_is_not_ready(backend, tmp_path):
         (["--concurrency", "0"], 2, "Invalid value for '--concurrency'"),
         (["--duration", "601"], 2, "Invalid value for '--duration'"),
         (["--scenario", "delete"], 2, "Invalid value for '--scenario'"),
+        (["--user-id", "caf\udce9"], 2, "'--user-id': must be UTF-8 text without NUL characters"),
         (["--p95-ms", "0"], 2, "Invalid value for '--p95-ms'"),
         (["--url", "ftp://127.0.0.1/"], 1, "is not an http(s)://host[:port] URL"),
         (["--url", "http://example.com"], 1, "is not on 127.0.0.1: add --allow-remote"),

@@ -114,6 +114,14 @@ def test_bad_user_id_is_refused(app, user_id):
     assert result.output == "Error: --user-id must be 1 to 255 characters\n"
 
 
+@pytest.mark.parametrize("user_id", ["a\x00b", "caf\udce9"])
+def test_a_user_id_the_api_would_refuse_is_refused(app, user_id):
+    result = invoke(app, "--user-id", user_id)
+
+    assert result.exit_code == 1
+    assert result.output == "Error: --user-id must be UTF-8 text without NUL characters\n"
+
+
 def test_refused_in_production():
     app = create_app({**base_config(PG_URL), "ENVIRONMENT": "production"})
 

@@ -650,6 +650,10 @@ def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
     assert result.exit_code == (0 if status.strip() == "ok" else 1)
 
 
+# What a shell passes for a user id in Latin-1 ("caf\xe9"), and a NUL from a script.
+NOT_TEXT = "Invalid value for '--user-id': must be UTF-8 text without NUL characters"
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -660,6 +664,9 @@ def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
         (["import", "--user-id", "alice"], "Missing argument 'FILE'"),
         (["purge-user"], "Missing option '--user-id'"),
         (["purge-user", "--user-id", ""], "must be 1 to 255 characters"),
+        (["purge-user", "--user-id", "a\x00b"], NOT_TEXT),
+        (["export", "--user-id", "caf\udce9"], NOT_TEXT),
+        (["import", "-", "--user-id", "caf\udce9"], NOT_TEXT),
         (["doctor", "--fix"], "No such option '--fix'"),
     ],
 )

@@ -151,6 +151,8 @@ def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_pa
         (["--tasks-per-user", "0"], "Invalid value for '--tasks-per-user'"),
         (["--users", "-1"], "Invalid value for '--users'"),
         (["--user-id", ""], "Invalid value for '--user-id'"),
+        (["--user-id", "a\x00b"], "'--user-id': must be UTF-8 text without NUL characters"),
+        (["--user-id", "caf\udce9"], "'--user-id': must be UTF-8 text without NUL characters"),
         (["--users", "0"], "nothing to seed: give --users N or --user-id ID"),
         (["--users", "1000", "--tasks-per-user", "50001"], "50,001,000 tasks is more than"),
         (["--token-ttl", "soon", "--tokens-file", "t.json"], "'soon' is not a duration"),

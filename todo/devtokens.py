@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from todo.models import unstorable
+
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=3650)
 
@@ -41,6 +43,8 @@ def mint(config, user_id: str, ttl: timedelta) -> str:
     algorithm = signing_algorithm(config)
     if not 1 <= len(user_id) <= 255:
         raise TokenRefused("--user-id must be 1 to 255 characters")
+    if unstorable(user_id):  # the API refuses such a token's user
+        raise TokenRefused("--user-id must be UTF-8 text without NUL characters")
     now = datetime.now(UTC)
     claims = {config["JWT_USER_CLAIM"]: user_id, "iat": now, "exp": now + ttl}
     if config["JWT_ISSUER"]:

@@ -2,6 +2,8 @@
 
 import http.server
 import json
+import os
+import stat
 import threading
 
 import pytest
@@ -334,6 +336,25 @@ def test_export_to_an_unwritable_place(app, alice, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: cannot write {tmp_path / 'no' / 'x.jsonl'}: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_export_into_a_pipe_writes_into_it(app, alice, tmp_path):
+    """A FIFO or a device (/dev/null) is written into, never replaced by a regular file."""
+    make_tasks(alice, "alice", "one", "two")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        result = invoke(app, "export", "--user-id", "alice", "--output", pipe)
+        received = os.read(reader, 65536).decode()
+    finally:
+        os.close(reader)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Exported 2 tasks of 'alice' to {pipe}.\n"
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert [json.loads(line) for line in received.splitlines()] == api_tasks(alice, "alice")
+    assert not list(tmp_path.glob(".*partial"))
 
 
 # purge-user

@@ -92,19 +92,23 @@ def export_lines(user_id: str) -> Iterator[str]:
 def export_to_file(user_id: str, path: str) -> int:
     """Write the export to `path` (replaced only once complete); returns the task count."""
     target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
+    # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
+    # replace, and replacing it would put a regular file in its place.
+    replace = target.is_file() or not target.exists()
+    written = target.with_name(f".{target.name}.partial") if replace else target
     count = 0
     try:
-        with partial.open("w", encoding="utf-8") as output:
+        with written.open("w", encoding="utf-8") as output:
             for line in export_lines(user_id):
                 output.write(line + "\n")
                 count += 1
-        os.replace(partial, target)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
+        if replace:
+            os.replace(written, target)
+    except BaseException as error:
+        if replace:
+            written.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     return count
 

@@ -74,6 +74,13 @@ def _user_id(ctx, param, value):
     return value
 
 
+def _file_name(ctx, param, value):
+    # click.Path takes "": seed would then write no tokens file, and export crash.
+    if value == "":
+        raise click.BadParameter("must not be empty")
+    return value
+
+
 def _write_private_json(path: str, data) -> None:
     """Write `data` as JSON readable by its owner only (it holds tokens)."""
     try:
@@ -145,6 +152,7 @@ def token_command(user_id, ttl, curl):
 @click.option(
     "--tokens-file",
     type=click.Path(dir_okay=False),
+    callback=_file_name,
     help="Write {user id: development token} as JSON here (needs JWT_SECRET).",
 )
 @click.option(
@@ -378,6 +386,7 @@ def stats_command(top, as_json):
     "-o",
     type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
+    callback=_file_name,
     help="File to write (replaced only when complete).  [default: stdout]",
 )
 @operator_command

@@ -682,6 +682,7 @@ NOT_TEXT = "Invalid value for '--user-id': must be UTF-8 text without NUL charac
         (["stats", "--format", "xml"], "No such option '--format'"),
         (["export"], "Missing option '--user-id'"),
         (["export", "--user-id", "x" * 256], "must be 1 to 255 characters"),
+        (["export", "--user-id", "alice", "-o", ""], "'--output' / '-o': must not be empty"),
         (["import", "--user-id", "alice"], "Missing argument 'FILE'"),
         (["purge-user"], "Missing option '--user-id'"),
         (["purge-user", "--user-id", ""], "must be 1 to 255 characters"),

@@ -156,6 +156,7 @@ def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_pa
         (["--user-id", "caf\udce9"], "'--user-id': must be UTF-8 text without NUL characters"),
         (["--users", "0"], "nothing to seed: give --users N or --user-id ID"),
         (["--users", "1000", "--tasks-per-user", "50001"], "50,001,000 tasks is more than"),
+        (["--tokens-file", ""], "Invalid value for '--tokens-file': must not be empty"),
         (["--token-ttl", "soon", "--tokens-file", "t.json"], "'soon' is not a duration"),
         (
             ["--token-ttl", "99999999999999999999d", "--tokens-file", "t.json"],

@@ -229,6 +229,9 @@ GOOD = {
 }
 
 
+OUT_OF_RANGE = "Must be in the years 1000 to 9999 in UTC."
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -241,6 +244,10 @@ GOOD = {
         ({"completed_at": "2026-01-14T10:00:00.123456Z"}, "completed_at: Must be set exactly"),
         ({"created_at": "2026-01-14T10:00:00"}, "created_at: Not a valid aware datetime."),
         ({"updated_at": "2026-01-13T10:00:00Z"}, "updated_at: Must not be before created_at."),
+        # The API shows four-digit years in UTC: an export must import back.
+        ({"created_at": "0999-12-31T23:59:59Z"}, f"created_at: {OUT_OF_RANGE}"),
+        ({"updated_at": "9999-12-31T23:30:00-01:00"}, f"updated_at: {OUT_OF_RANGE}"),
+        ({"created_at": "0001-01-01T00:30:00+01:00"}, f"created_at: {OUT_OF_RANGE}"),
         ({"id": "not-a-uuid"}, "id: Not a valid UUID."),
         ({"id": None}, "id: Field may not be null."),
         ({"colour": "red"}, "colour: Unknown field."),
@@ -273,6 +280,24 @@ def test_import_reports_every_bad_line_by_number(app, tmp_path):
     assert reported == [f"{path}:2", f"{path}:4", f"{path}:5", f"{path}:6", "Error"]
     assert f"{path}:5: id 8b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e90 repeats line 1" in result.stderr
     assert "Error: 4 bad line(s): nothing imported" in result.stderr
+    assert count_tasks(app) == 0
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("[" * 100_000 + "]" * 100_000, "not JSON (nested too deeply)"),
+        ('{"id": 1' + "0" * 5000 + "}", "not JSON (a number with too many digits)"),
+    ],
+)
+def test_import_of_json_that_python_cannot_parse_is_a_bad_line(app, tmp_path, line, message):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(f"{json.dumps(GOOD)}\n{line}\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == f"{path}:2: {message}\nError: 1 bad line(s): nothing imported\n"
     assert count_tasks(app) == 0
 
 

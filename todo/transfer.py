@@ -25,22 +25,35 @@ from todo.schemas import StrictBoolean, TaskCreateSchema, TaskSchema
 MAX_REPORTED = 20
 
 
+class UTCTime(fields.AwareDateTime):
+    """A time with a zone, loaded in UTC, in the years that the API can show."""
+
+    default_error_messages = {"range": "Must be in the years 1000 to 9999 in UTC."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        time = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            time = time.astimezone(UTC)
+        except OverflowError:  # past 9999-12-31 or before 0001-01-01 once in UTC
+            raise self.make_error("range") from None
+        if time.year < 1000:  # the API's times have four-digit years
+            raise self.make_error("range")
+        return time
+
+
 class TaskImportSchema(TaskCreateSchema):
     """A line of an export: the create fields, validated as the API does, plus the rest."""
 
     id = fields.UUID(required=True)
     user_id = fields.String(load_only=True)  # the owner in the file; --user-id decides
     is_completed = StrictBoolean(required=True)
-    completed_at = fields.AwareDateTime(required=True, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    completed_at = UTCTime(required=True, allow_none=True)
+    created_at = UTCTime(required=True)
+    updated_at = UTCTime(required=True)
 
     @ma.post_load
     def drop_read_only(self, data, **kwargs):  # the API drops them; an import keeps them
         data.pop("user_id", None)
-        for key in ("completed_at", "created_at", "updated_at"):
-            if data[key] is not None:
-                data[key] = data[key].astimezone(UTC)
         return data
 
     @ma.validates_schema
@@ -137,8 +150,14 @@ def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> lis
             continue
         try:
             data = json.loads(line)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             bad(number, f"not JSON ({error})")
+            continue
+        except RecursionError:
+            bad(number, "not JSON (nested too deeply)")
+            continue
+        except ValueError:  # an integer longer than Python converts
+            bad(number, "not JSON (a number with too many digits)")
             continue
         if not isinstance(data, dict):
             bad(number, "not a JSON object")

@@ -318,12 +318,16 @@ def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):
     }
 
 
+LATIN_1_ON_LINE_3 = f'{json.dumps(GOOD)}\n\n{{"title": "caf\xe9"}}\n'.encode("latin-1")
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         (b"", "Error: the file holds no tasks\n"),
         (b"\n\n", "Error: the file holds no tasks\n"),
         (b"\xff\xfe{}\n", "Error: line 1 is not UTF-8 text\n"),
+        (LATIN_1_ON_LINE_3, "Error: line 3 is not UTF-8 text\n"),
     ],
 )
 def test_import_of_an_empty_or_binary_file(app, tmp_path, content, message):
@@ -334,6 +338,14 @@ def test_import_of_an_empty_or_binary_file(app, tmp_path, content, message):
 
     assert result.exit_code == 1
     assert result.stderr == message
+
+
+def test_import_from_stdin_names_the_line_that_is_not_utf_8(app):
+    result = invoke(app, "import", "-", "--user-id", "alice", input=LATIN_1_ON_LINE_3)
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: line 3 is not UTF-8 text\n"
+    assert count_tasks(app) == 0
 
 
 def test_import_of_a_missing_file(app, tmp_path):

@@ -7,6 +7,7 @@ all the tasks in one transaction, or none.
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC
@@ -23,6 +24,9 @@ from todo.models import Task
 from todo.schemas import StrictBoolean, TaskCreateSchema, TaskSchema
 
 MAX_REPORTED = 20
+# What errors="surrogateescape" makes of the bytes that are not UTF-8: read so, a
+# file can be reported by the line that holds them, not the buffer that did.
+NOT_UTF_8 = re.compile("[\udc80-\udcff]")
 
 
 class UTCTime(fields.AwareDateTime):
@@ -127,7 +131,8 @@ def export_to_file(user_id: str, path: str) -> int:
 
 
 def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> list[dict]:
-    """Validate every line; the task rows to insert, or BadLines listing the bad ones."""
+    """Validate every line (of text decoded as NOT_UTF_8 says); the task rows to insert,
+    or BadLines listing the bad ones."""
     schema = TaskImportSchema()
     rows, errors, seen = [], [], {}
     total_bad = 0
@@ -138,14 +143,9 @@ def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> lis
         if len(errors) < MAX_REPORTED:
             errors.append((number, message))
 
-    numbered, number = enumerate(lines, start=1), 0
-    while True:
-        try:
-            number, line = next(numbered)
-        except StopIteration:
-            break
-        except UnicodeDecodeError:
-            raise OperatorError(f"line {number + 1} is not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if NOT_UTF_8.search(line):
+            raise OperatorError(f"line {number} is not UTF-8 text")
         if not line.strip():
             continue
         try:

@@ -6,6 +6,7 @@ import os
 import stat
 import threading
 
+import click
 import pytest
 import sqlalchemy as sa
 from conftest import base_config
@@ -407,6 +408,25 @@ def test_purge_asks_first_and_keeps_everything_on_no(app, alice):
     assert prompt in result.stderr
     assert "Aborted!" in result.stderr
     assert count_tasks(app, "alice") == 2
+
+
+def test_purge_holds_no_transaction_while_it_asks(app, alice, monkeypatch):
+    """On PostgreSQL an open transaction keeps its locks while the operator thinks: a
+    migration's ALTER TABLE would wait behind it, and every request behind that."""
+    make_tasks(alice, "alice", "one")
+    in_transaction = []
+
+    def confirm(*args, **kwargs):
+        in_transaction.append(db.session().in_transaction())
+        raise click.Abort
+
+    monkeypatch.setattr(click, "confirm", confirm)
+
+    result = invoke(app, "purge-user", "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert in_transaction == [False]
+    assert count_tasks(app, "alice") == 1
 
 
 def test_purge_deletes_only_that_user_after_yes(app, alice, bob):

@@ -34,13 +34,19 @@ def user_tables() -> list[sa.Table]:
 
 
 def count_user_rows(user_id: str) -> dict[str, int]:
-    """Rows of `user_id` in each per-user table."""
-    return {
+    """Rows of `user_id` in each per-user table.
+
+    The read's transaction ends here: a confirmation may follow, and on PostgreSQL an
+    open transaction would keep its locks for as long as the operator takes to answer.
+    """
+    counts = {
         table.name: db.session.scalar(
             sa.select(sa.func.count()).select_from(table).where(table.c.user_id == user_id)
         )
         for table in user_tables()
     }
+    db.session.rollback()
+    return counts
 
 
 def count_tasks(user_id: str) -> int:

@@ -85,6 +85,7 @@ def _write_private_json(path: str, data) -> None:
     """Write `data` as JSON readable by its owner only (it holds tokens)."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # the mode of os.open is only that of a new file
         with os.fdopen(descriptor, "w") as output:
             json.dump(data, output, indent=2)
             output.write("\n")

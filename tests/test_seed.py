@@ -128,6 +128,20 @@ def test_tokens_file_holds_a_working_token_per_user(app, tmp_path):
         assert response.json["meta"]["total"] == 3
 
 
+def test_tokens_file_that_exists_becomes_private(app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text("{}\n")
+    tokens_file.chmod(0o644)
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "1", "--tokens-file", tokens_file]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(tokens_file.read_text())) == ["alice"]
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+
+
 def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_path):
     app = make_app(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32)
     tokens_file = tmp_path / "tokens.json"

@@ -419,11 +419,13 @@ def import_command(file, user_id, new_ids):
 
     Every line is checked as the API checks a new task, plus its id and times;
     bad lines are listed by number. Ids are kept unless --new-ids is given.
+    Give - as FILE to read stdin.
 
     \b
     Example:
       flask tasks import alice.jsonl --user-id alice
       flask tasks import alice.jsonl --user-id alice-copy --new-ids
+      flask tasks export --user-id alice | flask tasks import - --user-id bob
     """
     try:
         rows = transfer.read_lines(file, user_id, new_ids)
@@ -486,6 +488,10 @@ def expire_idempotency_keys_command():
 
     Expired keys are already ignored by POST; this reclaims their rows. Safe to run
     at any time, e.g. hourly from cron.
+
+    \b
+    Example:
+      flask tasks expire-idempotency-keys
     """
     count = idempotency.expire()
     click.echo(f"Deleted {count} expired idempotency key(s).")

@@ -17,7 +17,17 @@ from todo import create_app, rls
 from todo.extensions import db
 from todo.models import Task
 
-COMMANDS = ("token", "seed", "bench", "stats", "export", "import", "purge-user", "doctor")
+COMMANDS = (
+    "token",
+    "seed",
+    "bench",
+    "stats",
+    "export",
+    "import",
+    "purge-user",
+    "doctor",
+    "expire-idempotency-keys",
+)
 
 
 def invoke(app, *arguments, **kwargs):
@@ -58,6 +68,10 @@ def test_every_command_has_help_with_an_example(app, command):
     assert result.exit_code == 0
     assert "Example:" in result.stdout
     assert f"flask tasks {command}" in result.stdout
+
+
+def test_every_command_is_checked_for_help(app):
+    assert sorted(tasks.commands) == sorted(COMMANDS)
 
 
 # stats

@@ -427,6 +427,7 @@ def import_command(file, user_id, new_ids):
       flask tasks import alice.jsonl --user-id alice-copy --new-ids
       flask tasks export --user-id alice | flask tasks import - --user-id bob
     """
+    admin.check_database()  # fail in one line before reading a large file
     try:
         rows = transfer.read_lines(file, user_id, new_ids)
     except transfer.BadLines as error:
@@ -451,6 +452,7 @@ def purge_user_command(user_id, yes):
       flask tasks purge-user --user-id alice
       flask tasks purge-user --user-id alice --yes
     """
+    admin.check_database()
     counts = admin.count_user_rows(user_id)
     if not any(counts.values()):
         raise admin.OperatorError(f"user {user_id!r} has no rows (check the id): nothing to delete")

@@ -7,6 +7,7 @@ import stat
 import threading
 
 import click
+import flask_migrate
 import pytest
 import sqlalchemy as sa
 from conftest import base_config
@@ -671,6 +672,33 @@ def test_a_database_without_schema_says_to_upgrade(backend, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: the database has no schema (")
     assert result.stderr.endswith("): run `flask db upgrade`\n")
+
+
+WRITERS = [
+    ["seed", "--user-id", "alice", "--tasks-per-user", "1"],
+    ["import", "{file}", "--user-id", "alice"],
+    ["purge-user", "--user-id", "alice", "--yes"],
+]
+
+
+@pytest.mark.parametrize("arguments", WRITERS, ids=lambda a: a[0])
+def test_commands_that_write_refuse_a_schema_behind_the_code(backend, tmp_path, arguments):
+    """At 0001 SQLite took the rows and PostgreSQL failed on a missing function."""
+    tasks_file = tmp_path / "tasks.jsonl"
+    tasks_file.write_text(json.dumps(GOOD) + "\n")
+    with fresh_database(backend, tmp_path, migrate=False) as url:
+        app = create_app(base_config(url))
+        with app.app_context():
+            flask_migrate.upgrade(revision="0001")
+
+        result = invoke(app, *(a.format(file=tasks_file) for a in arguments))
+
+        left = count_tasks(app)
+        with app.app_context():
+            db.engine.dispose()
+    assert result.exit_code == 1
+    assert result.stderr == "Error: schema at ['0001'], expected ['0005']: run flask db upgrade\n"
+    assert left == 0
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 
+from todo import health
 from todo.extensions import db
 from todo.models import Task
 
@@ -23,9 +24,14 @@ def database_error(error: sa.exc.SQLAlchemyError) -> str:
 
 
 def check_database() -> None:
-    """Raise the database's error now if it is unreachable or has no schema."""
+    """Raise the database's error now if it is unreachable or has no schema, and
+    OperatorError if its schema is not the code's: before writing, as an older one
+    takes rows on SQLite and fails on PostgreSQL."""
     db.session.execute(sa.select(Task.id).limit(1))
     db.session.rollback()
+    reason = health.schema_state()
+    if reason:
+        raise OperatorError(reason)
 
 
 def user_tables() -> list[sa.Table]:

@@ -7,6 +7,7 @@ stderr and a non-zero exit, never a traceback.
 
 import functools
 import json
+import math
 import os
 import random
 import shlex
@@ -20,11 +21,22 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from todo import admin, bench, devtokens, doctor, idempotency, rls, seeding, stats, transfer
-from todo.models import USER_ID_MAX
+from todo.models import USER_ID_MAX, unstorable
 
 tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
 
 MAX_SEED_TASKS = 50_000_000
+
+
+class FloatRange(click.FloatRange):
+    """click.FloatRange that refuses nan, which every bound check lets through (and
+    which would then never stop a bench, nor fail its --p95-ms gate)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a valid float.", param, ctx)
+        return number
 
 
 def operator_command(function):
@@ -56,6 +68,16 @@ def _user_id(ctx, param, value):
     for user_id in values:
         if user_id is not None and not 1 <= len(user_id) <= USER_ID_MAX:
             raise click.BadParameter(f"must be 1 to {USER_ID_MAX} characters")
+        # Bytes that are not UTF-8 reach Python as lone surrogates: no backend stores those.
+        if user_id is not None and unstorable(user_id):
+            raise click.BadParameter("must be UTF-8 text without NUL characters")
+    return value
+
+
+def _file_name(ctx, param, value):
+    # click.Path takes "": seed would then write no tokens file, and export crash.
+    if value == "":
+        raise click.BadParameter("must not be empty")
     return value
 
 
@@ -63,6 +85,7 @@ def _write_private_json(path: str, data) -> None:
     """Write `data` as JSON readable by its owner only (it holds tokens)."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # the mode of os.open is only that of a new file
         with os.fdopen(descriptor, "w") as output:
             json.dump(data, output, indent=2)
             output.write("\n")
@@ -72,7 +95,9 @@ def _write_private_json(path: str, data) -> None:
 
 @tasks.command("token")
 @click.option("--user-id", required=True, help="The token's subject (the user id).")
-@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 900s, 15m, 1h, 7d.")
+@click.option(
+    "--ttl", default="1h", show_default=True, help="Lifetime: 900s, 15m, 1h, 7d (at most 3650d)."
+)
 @click.option("--curl", is_flag=True, help="Print a ready-to-run curl line instead.")
 def token_command(user_id, ttl, curl):
     """Mint a development token signed with JWT_SECRET.
@@ -119,7 +144,7 @@ def token_command(user_id, ttl, curl):
 )
 @click.option(
     "--completed-ratio",
-    type=click.FloatRange(0, 1),
+    type=FloatRange(0, 1),
     default=0.3,
     show_default=True,
     help="Share of the tasks that are completed.",
@@ -128,6 +153,7 @@ def token_command(user_id, ttl, curl):
 @click.option(
     "--tokens-file",
     type=click.Path(dir_okay=False),
+    callback=_file_name,
     help="Write {user id: development token} as JSON here (needs JWT_SECRET).",
 )
 @click.option(
@@ -211,7 +237,7 @@ def seed_command(
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(0.1, bench.MAX_SECONDS),
+    type=FloatRange(0.1, bench.MAX_SECONDS),
     help="Seconds to run.  [default: 10, unless --requests]",
 )
 @click.option(
@@ -229,12 +255,12 @@ def seed_command(
 )
 @click.option(
     "--p95-ms",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     help="Fail (exit 1) when the p95 latency is above this.",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(0.1, 120),
+    type=FloatRange(0.1, 120),
     default=10,
     show_default=True,
     help="Seconds before a request counts as failed.",
@@ -361,6 +387,7 @@ def stats_command(top, as_json):
     "-o",
     type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
+    callback=_file_name,
     help="File to write (replaced only when complete).  [default: stdout]",
 )
 @operator_command
@@ -383,7 +410,7 @@ def export_command(user_id, output):
 
 
 @tasks.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="surrogateescape"))
 @click.option("--user-id", required=True, callback=_user_id, help="The owner of the tasks.")
 @click.option("--new-ids", is_flag=True, help="Give every task a new id (times are kept).")
 @operator_command
@@ -392,12 +419,15 @@ def import_command(file, user_id, new_ids):
 
     Every line is checked as the API checks a new task, plus its id and times;
     bad lines are listed by number. Ids are kept unless --new-ids is given.
+    Give - as FILE to read stdin.
 
     \b
     Example:
       flask tasks import alice.jsonl --user-id alice
       flask tasks import alice.jsonl --user-id alice-copy --new-ids
+      flask tasks export --user-id alice | flask tasks import - --user-id bob
     """
+    admin.check_database()  # fail in one line before reading a large file
     try:
         rows = transfer.read_lines(file, user_id, new_ids)
     except transfer.BadLines as error:
@@ -422,6 +452,7 @@ def purge_user_command(user_id, yes):
       flask tasks purge-user --user-id alice
       flask tasks purge-user --user-id alice --yes
     """
+    admin.check_database()
     counts = admin.count_user_rows(user_id)
     if not any(counts.values()):
         raise admin.OperatorError(f"user {user_id!r} has no rows (check the id): nothing to delete")
@@ -459,6 +490,10 @@ def expire_idempotency_keys_command():
 
     Expired keys are already ignored by POST; this reclaims their rows. Safe to run
     at any time, e.g. hourly from cron.
+
+    \b
+    Example:
+      flask tasks expire-idempotency-keys
     """
     count = idempotency.expire()
     click.echo(f"Deleted {count} expired idempotency key(s).")

@@ -154,6 +154,9 @@ def test_bench_with_the_tokens_file_of_seed(app, server, tmp_path):
         ("[]", "is not a JSON object of user id -> token"),
         ('{"alice": 1}', "is not a JSON object of user id -> token"),
         ("{", "cannot read tokens from "),
+        # Neither a user id the API accepts, nor a token a header can carry.
+        ('{"\\ud800": "token"}', "is not a JSON object of user id -> token"),
+        ('{"alice": "token\\r\\nX-Injected: 1"}', "is not a JSON object of user id -> token"),
     ],
 )
 def test_bench_refuses_a_bad_tokens_file(app, tmp_path, content, message):
@@ -199,8 +202,14 @@ def test_bench_reports_a_server_that_is_not_ready(backend, tmp_path):
         (["--concurrency", "0"], 2, "Invalid value for '--concurrency'"),
         (["--duration", "601"], 2, "Invalid value for '--duration'"),
         (["--scenario", "delete"], 2, "Invalid value for '--scenario'"),
+        (["--user-id", "caf\udce9"], 2, "'--user-id': must be UTF-8 text without NUL characters"),
         (["--p95-ms", "0"], 2, "Invalid value for '--p95-ms'"),
+        (["--p95-ms", "nan"], 2, "Invalid value for '--p95-ms': 'nan' is not a valid float."),
+        (["--duration", "NaN"], 2, "Invalid value for '--duration': 'NaN' is not a valid float."),
+        (["--timeout", "nan"], 2, "Invalid value for '--timeout': 'nan' is not a valid float."),
         (["--url", "ftp://127.0.0.1/"], 1, "is not an http(s)://host[:port] URL"),
+        (["--url", "http://[::1"], 1, "Error: --url 'http://[::1' is not an http(s)://host"),
+        (["--url", "http://127.0.0.1:99999"], 1, "'http://127.0.0.1:99999' is not an http(s)://"),
         (["--url", "http://example.com"], 1, "is not on 127.0.0.1: add --allow-remote"),
         (["--url", "http://127.0.0.1:{port}"], 1, "http://127.0.0.1:{port} unreachable: "),
         (["--tokens-file", "{this}"], 2, "give --tokens-file or --user-id, not both"),

@@ -59,6 +59,24 @@ def test_bad_ttl_is_a_usage_error(app, ttl):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("ttl", ["99999999999999999999d", "3651d", "\u00b2", "\uff15m", "1" * 5000])
+def test_a_ttl_beyond_ten_years_or_not_in_ascii_digits_is_a_usage_error(app, ttl):
+    result = invoke(app, "--user-id", "alice", "--ttl", ttl)
+
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        f"Error: Invalid value: {ttl!r} is not a duration like 900s, 15m, 1h or 7d"
+        " (at most 3650d)\n"
+    )
+
+
+def test_the_longest_ttl_is_ten_years(app):
+    token = invoke(app, "--user-id", "alice", "--ttl", "3650d").output.strip()
+
+    claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 3650 * 86400
+
+
 @pytest.mark.parametrize("user_id", ["Yq3uT0vYk1bq9n2LwE7dXh5sAbCdEfGh", "o'brien & co"])
 def test_curl_prints_a_working_curl_line(app, user_id):
     result = invoke(app, "--user-id", user_id, "--curl")
@@ -94,6 +112,14 @@ def test_bad_user_id_is_refused(app, user_id):
 
     assert result.exit_code == 1
     assert result.output == "Error: --user-id must be 1 to 255 characters\n"
+
+
+@pytest.mark.parametrize("user_id", ["a\x00b", "caf\udce9"])
+def test_a_user_id_the_api_would_refuse_is_refused(app, user_id):
+    result = invoke(app, "--user-id", user_id)
+
+    assert result.exit_code == 1
+    assert result.output == "Error: --user-id must be UTF-8 text without NUL characters\n"
 
 
 def test_refused_in_production():

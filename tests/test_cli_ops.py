@@ -2,8 +2,12 @@
 
 import http.server
 import json
+import os
+import stat
 import threading
 
+import click
+import flask_migrate
 import pytest
 import sqlalchemy as sa
 from conftest import base_config
@@ -14,7 +18,17 @@ from todo import create_app, rls
 from todo.extensions import db
 from todo.models import Task
 
-COMMANDS = ("token", "seed", "bench", "stats", "export", "import", "purge-user", "doctor")
+COMMANDS = (
+    "token",
+    "seed",
+    "bench",
+    "stats",
+    "export",
+    "import",
+    "purge-user",
+    "doctor",
+    "expire-idempotency-keys",
+)
 
 
 def invoke(app, *arguments, **kwargs):
@@ -55,6 +69,10 @@ def test_every_command_has_help_with_an_example(app, command):
     assert result.exit_code == 0
     assert "Example:" in result.stdout
     assert f"flask tasks {command}" in result.stdout
+
+
+def test_every_command_is_checked_for_help(app):
+    assert sorted(tasks.commands) == sorted(COMMANDS)
 
 
 # stats
@@ -227,6 +245,9 @@ GOOD = {
 }
 
 
+OUT_OF_RANGE = "Must be in the years 1000 to 9999 in UTC."
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -239,6 +260,10 @@ GOOD = {
         ({"completed_at": "2026-01-14T10:00:00.123456Z"}, "completed_at: Must be set exactly"),
         ({"created_at": "2026-01-14T10:00:00"}, "created_at: Not a valid aware datetime."),
         ({"updated_at": "2026-01-13T10:00:00Z"}, "updated_at: Must not be before created_at."),
+        # The API shows four-digit years in UTC: an export must import back.
+        ({"created_at": "0999-12-31T23:59:59Z"}, f"created_at: {OUT_OF_RANGE}"),
+        ({"updated_at": "9999-12-31T23:30:00-01:00"}, f"updated_at: {OUT_OF_RANGE}"),
+        ({"created_at": "0001-01-01T00:30:00+01:00"}, f"created_at: {OUT_OF_RANGE}"),
         ({"id": "not-a-uuid"}, "id: Not a valid UUID."),
         ({"id": None}, "id: Field may not be null."),
         ({"colour": "red"}, "colour: Unknown field."),
@@ -274,6 +299,24 @@ def test_import_reports_every_bad_line_by_number(app, tmp_path):
     assert count_tasks(app) == 0
 
 
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("[" * 100_000 + "]" * 100_000, "not JSON (nested too deeply)"),
+        ('{"id": 1' + "0" * 5000 + "}", "not JSON (a number with too many digits)"),
+    ],
+)
+def test_import_of_json_that_python_cannot_parse_is_a_bad_line(app, tmp_path, line, message):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(f"{json.dumps(GOOD)}\n{line}\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == f"{path}:2: {message}\nError: 1 bad line(s): nothing imported\n"
+    assert count_tasks(app) == 0
+
+
 def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):
     line = json.dumps(
         {**GOOD, "created_at": "2026-01-14T12:00:00.5+02:00", "updated_at": "2026-01-14T10:00:01Z"}
@@ -291,12 +334,16 @@ def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):
     }
 
 
+LATIN_1_ON_LINE_3 = f'{json.dumps(GOOD)}\n\n{{"title": "caf\xe9"}}\n'.encode("latin-1")
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         (b"", "Error: the file holds no tasks\n"),
         (b"\n\n", "Error: the file holds no tasks\n"),
         (b"\xff\xfe{}\n", "Error: line 1 is not UTF-8 text\n"),
+        (LATIN_1_ON_LINE_3, "Error: line 3 is not UTF-8 text\n"),
     ],
 )
 def test_import_of_an_empty_or_binary_file(app, tmp_path, content, message):
@@ -307,6 +354,14 @@ def test_import_of_an_empty_or_binary_file(app, tmp_path, content, message):
 
     assert result.exit_code == 1
     assert result.stderr == message
+
+
+def test_import_from_stdin_names_the_line_that_is_not_utf_8(app):
+    result = invoke(app, "import", "-", "--user-id", "alice", input=LATIN_1_ON_LINE_3)
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: line 3 is not UTF-8 text\n"
+    assert count_tasks(app) == 0
 
 
 def test_import_of_a_missing_file(app, tmp_path):
@@ -336,6 +391,25 @@ def test_export_to_an_unwritable_place(app, alice, tmp_path):
     assert len(result.stderr.splitlines()) == 1
 
 
+def test_export_into_a_pipe_writes_into_it(app, alice, tmp_path):
+    """A FIFO or a device (/dev/null) is written into, never replaced by a regular file."""
+    make_tasks(alice, "alice", "one", "two")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        result = invoke(app, "export", "--user-id", "alice", "--output", pipe)
+        received = os.read(reader, 65536).decode()
+    finally:
+        os.close(reader)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Exported 2 tasks of 'alice' to {pipe}.\n"
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert [json.loads(line) for line in received.splitlines()] == api_tasks(alice, "alice")
+    assert not list(tmp_path.glob(".*partial"))
+
+
 # purge-user
 
 
@@ -349,6 +423,25 @@ def test_purge_asks_first_and_keeps_everything_on_no(app, alice):
     assert prompt in result.stderr
     assert "Aborted!" in result.stderr
     assert count_tasks(app, "alice") == 2
+
+
+def test_purge_holds_no_transaction_while_it_asks(app, alice, monkeypatch):
+    """On PostgreSQL an open transaction keeps its locks while the operator thinks: a
+    migration's ALTER TABLE would wait behind it, and every request behind that."""
+    make_tasks(alice, "alice", "one")
+    in_transaction = []
+
+    def confirm(*args, **kwargs):
+        in_transaction.append(db.session().in_transaction())
+        raise click.Abort
+
+    monkeypatch.setattr(click, "confirm", confirm)
+
+    result = invoke(app, "purge-user", "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert in_transaction == [False]
+    assert count_tasks(app, "alice") == 1
 
 
 def test_purge_deletes_only_that_user_after_yes(app, alice, bob):
@@ -581,6 +674,33 @@ def test_a_database_without_schema_says_to_upgrade(backend, tmp_path):
     assert result.stderr.endswith("): run `flask db upgrade`\n")
 
 
+WRITERS = [
+    ["seed", "--user-id", "alice", "--tasks-per-user", "1"],
+    ["import", "{file}", "--user-id", "alice"],
+    ["purge-user", "--user-id", "alice", "--yes"],
+]
+
+
+@pytest.mark.parametrize("arguments", WRITERS, ids=lambda a: a[0])
+def test_commands_that_write_refuse_a_schema_behind_the_code(backend, tmp_path, arguments):
+    """At 0001 SQLite took the rows and PostgreSQL failed on a missing function."""
+    tasks_file = tmp_path / "tasks.jsonl"
+    tasks_file.write_text(json.dumps(GOOD) + "\n")
+    with fresh_database(backend, tmp_path, migrate=False) as url:
+        app = create_app(base_config(url))
+        with app.app_context():
+            flask_migrate.upgrade(revision="0001")
+
+        result = invoke(app, *(a.format(file=tasks_file) for a in arguments))
+
+        left = count_tasks(app)
+        with app.app_context():
+            db.engine.dispose()
+    assert result.exit_code == 1
+    assert result.stderr == "Error: schema at ['0001'], expected ['0005']: run flask db upgrade\n"
+    assert left == 0
+
+
 @pytest.mark.parametrize(
     "overrides, line",
     [
@@ -650,6 +770,10 @@ def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
     assert result.exit_code == (0 if status.strip() == "ok" else 1)
 
 
+# What a shell passes for a user id in Latin-1 ("caf\xe9"), and a NUL from a script.
+NOT_TEXT = "Invalid value for '--user-id': must be UTF-8 text without NUL characters"
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -657,9 +781,13 @@ def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
         (["stats", "--format", "xml"], "No such option '--format'"),
         (["export"], "Missing option '--user-id'"),
         (["export", "--user-id", "x" * 256], "must be 1 to 255 characters"),
+        (["export", "--user-id", "alice", "-o", ""], "'--output' / '-o': must not be empty"),
         (["import", "--user-id", "alice"], "Missing argument 'FILE'"),
         (["purge-user"], "Missing option '--user-id'"),
         (["purge-user", "--user-id", ""], "must be 1 to 255 characters"),
+        (["purge-user", "--user-id", "a\x00b"], NOT_TEXT),
+        (["export", "--user-id", "caf\udce9"], NOT_TEXT),
+        (["import", "-", "--user-id", "caf\udce9"], NOT_TEXT),
         (["doctor", "--fix"], "No such option '--fix'"),
     ],
 )

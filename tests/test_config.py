@@ -243,6 +243,9 @@ def test_unknown_environment_is_refused(clean_env):
         build(ENVIRONMENT="prod")
 
 
+NOT_A_DATABASE_URL = "DATABASE_URL must be a postgresql:// or sqlite:/// URL"
+
+
 def production_env(tmp_path, **settings):
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     env.update(ENVIRONMENT="production", INSTANCE_PATH=str(tmp_path), **settings)
@@ -262,6 +265,15 @@ def production_env(tmp_path, **settings):
         (
             {"DATABASE_URL": PG_URL, "JWT_SECRET": "s" * 32, "DB_POOL_SIZE": "ten"},
             "DB_POOL_SIZE must be an integer, not 'ten'",
+        ),
+        # Not a URL, a bad port, a bad IPv6 host (the password is not repeated), no driver.
+        ({"DATABASE_URL": "todo.sqlite3"}, NOT_A_DATABASE_URL),
+        ({"DATABASE_URL": "postgresql://todo:s3cret@127.0.0.1:port/todo"}, NOT_A_DATABASE_URL),
+        ({"DATABASE_URL": "postgresql://todo:s3cret@[::1/todo"}, NOT_A_DATABASE_URL),
+        ({"DATABASE_URL": "mysql://todo@127.0.0.1/todo"}, NOT_A_DATABASE_URL),
+        (
+            {"DATABASE_URL": PG_URL, "JWT_JWKS_URL": "https://[::1/jwks"},
+            "JWT_JWKS_URL must be an http(s) URL, not 'https://[::1/jwks'",
         ),
     ],
 )

@@ -128,6 +128,20 @@ def test_tokens_file_holds_a_working_token_per_user(app, tmp_path):
         assert response.json["meta"]["total"] == 3
 
 
+def test_tokens_file_that_exists_becomes_private(app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text("{}\n")
+    tokens_file.chmod(0o644)
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "1", "--tokens-file", tokens_file]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(tokens_file.read_text())) == ["alice"]
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+
+
 def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_path):
     app = make_app(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32)
     tokens_file = tmp_path / "tokens.json"
@@ -148,12 +162,20 @@ def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_pa
     "arguments, message",
     [
         (["--completed-ratio", "1.5"], "Invalid value for '--completed-ratio'"),
+        (["--completed-ratio", "nan"], "'--completed-ratio': 'nan' is not a valid float."),
         (["--tasks-per-user", "0"], "Invalid value for '--tasks-per-user'"),
         (["--users", "-1"], "Invalid value for '--users'"),
         (["--user-id", ""], "Invalid value for '--user-id'"),
+        (["--user-id", "a\x00b"], "'--user-id': must be UTF-8 text without NUL characters"),
+        (["--user-id", "caf\udce9"], "'--user-id': must be UTF-8 text without NUL characters"),
         (["--users", "0"], "nothing to seed: give --users N or --user-id ID"),
         (["--users", "1000", "--tasks-per-user", "50001"], "50,001,000 tasks is more than"),
+        (["--tokens-file", ""], "Invalid value for '--tokens-file': must not be empty"),
         (["--token-ttl", "soon", "--tokens-file", "t.json"], "'soon' is not a duration"),
+        (
+            ["--token-ttl", "99999999999999999999d", "--tokens-file", "t.json"],
+            "'99999999999999999999d' is not a duration like 900s, 15m, 1h or 7d (at most 3650d)",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(app, arguments, message):

@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 
+from todo import health
 from todo.extensions import db
 from todo.models import Task
 
@@ -23,9 +24,14 @@ def database_error(error: sa.exc.SQLAlchemyError) -> str:
 
 
 def check_database() -> None:
-    """Raise the database's error now if it is unreachable or has no schema."""
+    """Raise the database's error now if it is unreachable or has no schema, and
+    OperatorError if its schema is not the code's: before writing, as an older one
+    takes rows on SQLite and fails on PostgreSQL."""
     db.session.execute(sa.select(Task.id).limit(1))
     db.session.rollback()
+    reason = health.schema_state()
+    if reason:
+        raise OperatorError(reason)
 
 
 def user_tables() -> list[sa.Table]:
@@ -34,13 +40,19 @@ def user_tables() -> list[sa.Table]:
 
 
 def count_user_rows(user_id: str) -> dict[str, int]:
-    """Rows of `user_id` in each per-user table."""
-    return {
+    """Rows of `user_id` in each per-user table.
+
+    The read's transaction ends here: a confirmation may follow, and on PostgreSQL an
+    open transaction would keep its locks for as long as the operator takes to answer.
+    """
+    counts = {
         table.name: db.session.scalar(
             sa.select(sa.func.count()).select_from(table).where(table.c.user_id == user_id)
         )
         for table in user_tables()
     }
+    db.session.rollback()
+    return counts
 
 
 def count_tasks(user_id: str) -> int:

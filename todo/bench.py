@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ import todo
 from todo import devtokens, seeding
 from todo.admin import OperatorError
 from todo.extensions import db
-from todo.models import Task
+from todo.models import USER_ID_MAX, Task, unstorable
 from todo.stats import percentile
 
 MAX_SECONDS = 600
@@ -39,6 +40,7 @@ STARTUP_SECONDS = 30
 TOKEN_TTL = timedelta(hours=2)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 BENCH_USER_PREFIX = "bench-user-"
+TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII
 EXPECTED = {"list": 200, "get": 200, "create": 201, "complete": 200}
 SCENARIOS = {
     "list": {"list": 1.0},
@@ -60,8 +62,12 @@ CONFIG_ENV = (
 
 def check_url(url: str, allow_remote: bool) -> str:
     """The base URL without a trailing slash; OperatorError unless http(s) on loopback."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)  # raises on a bad [IPv6] host
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise OperatorError(f"--url {url!r} is not an http(s)://host[:port] URL")
     if parts.hostname not in LOOPBACK and not allow_remote:
         raise OperatorError(
@@ -104,10 +110,21 @@ def read_tokens(path: str) -> dict[str, str]:
     if (
         not isinstance(tokens, dict)
         or not tokens
-        or not all(isinstance(v, str) and v and k for k, v in tokens.items())
+        or not all(_usable(user_id, token) for user_id, token in tokens.items())
     ):
         raise OperatorError(f"{path} is not a JSON object of user id -> token")
     return tokens
+
+
+def _usable(user_id: str, token) -> bool:
+    """A user id the API accepts, and a token that a header can carry (a JWT is
+    base64url and dots)."""
+    return (
+        1 <= len(user_id) <= USER_ID_MAX
+        and not unstorable(user_id)
+        and isinstance(token, str)
+        and TOKEN.fullmatch(token) is not None
+    )
 
 
 def mint_tokens(config, users: list[str]) -> dict[str, str]:

@@ -147,6 +147,14 @@ def development_secret(instance_path: str) -> str:
     return path.read_text().strip()
 
 
+def _http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bad [IPv6] host
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _finalize_tokens(config: dict, env: str, instance_path: str):
     """Check the JWT_* settings and fill the algorithm allow-list; returns the secret."""
     secret = config["JWT_SECRET"]
@@ -162,9 +170,7 @@ def _finalize_tokens(config: dict, env: str, instance_path: str):
             value = config.get(name)
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
-    if jwks_url and (
-        urlsplit(jwks_url).scheme not in ("http", "https") or not urlsplit(jwks_url).netloc
-    ):
+    if jwks_url and not _http_url(jwks_url):
         raise ConfigError(f"JWT_JWKS_URL must be an http(s) URL, not {jwks_url!r}")
     config["JWT_ALGORITHMS"] = _token_algorithms(config, secret, jwks_url)
     return secret
@@ -211,7 +217,13 @@ def finalize(config: dict, instance_path: str) -> None:
         if production:
             raise ConfigError("DATABASE_URL is required when ENVIRONMENT=production")
         config["DATABASE_URL"] = "sqlite:///todo.sqlite3"
-    url = sa.make_url(normalize_database_url(config["DATABASE_URL"]))
+    try:
+        url = sa.make_url(normalize_database_url(config["DATABASE_URL"]))
+    except (sa.exc.ArgumentError, ValueError):  # not a URL, a bad port or [IPv6] host
+        url = None
+    if url is None or url.get_backend_name() not in ("postgresql", "sqlite"):
+        # Without the URL itself: it may hold a password.
+        raise ConfigError("DATABASE_URL must be a postgresql:// or sqlite:/// URL")
     if production and url.get_backend_name() == "sqlite":
         raise ConfigError("ENVIRONMENT=production needs PostgreSQL, not SQLite")
     config["SQLALCHEMY_DATABASE_URI"] = url

@@ -1,10 +1,14 @@
 """Development tokens signed with JWT_SECRET, for `flask tasks token`, seed and bench"""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from todo.models import unstorable
+
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_TTL = timedelta(days=3650)
 
 
 class TokenRefused(Exception):
@@ -12,13 +16,14 @@ class TokenRefused(Exception):
 
 
 def parse_ttl(value: str) -> timedelta:
-    """`900s`, `15m`, `1h`, `7d` or plain seconds; ValueError otherwise."""
-    number, unit = value[:-1], value[-1:]
-    if unit.isdigit():
-        number, unit = value, "s"
-    if unit not in TTL_UNITS or not number.isdigit() or int(number) <= 0:
-        raise ValueError(f"{value!r} is not a duration like 900s, 15m, 1h or 7d")
-    return timedelta(seconds=int(number) * TTL_UNITS[unit])
+    """`900s`, `15m`, `1h`, `7d` or plain seconds, up to MAX_TTL; ValueError otherwise."""
+    # ASCII digits only, and few of them: str.isdigit() takes "²", which int() refuses,
+    # and a lifetime past year 9999 cannot be added to a datetime.
+    match = re.fullmatch(r"([0-9]{1,12})([smhd]?)", value)
+    seconds = int(match[1]) * TTL_UNITS[match[2] or "s"] if match else 0
+    if not 0 < seconds <= MAX_TTL.total_seconds():
+        raise ValueError(f"{value!r} is not a duration like 900s, 15m, 1h or 7d (at most 3650d)")
+    return timedelta(seconds=seconds)
 
 
 def signing_algorithm(config) -> str:
@@ -38,6 +43,8 @@ def mint(config, user_id: str, ttl: timedelta) -> str:
     algorithm = signing_algorithm(config)
     if not 1 <= len(user_id) <= 255:
         raise TokenRefused("--user-id must be 1 to 255 characters")
+    if unstorable(user_id):  # the API refuses such a token's user
+        raise TokenRefused("--user-id must be UTF-8 text without NUL characters")
     now = datetime.now(UTC)
     claims = {config["JWT_USER_CLAIM"]: user_id, "iat": now, "exp": now + ttl}
     if config["JWT_ISSUER"]:

@@ -7,6 +7,7 @@ all the tasks in one transaction, or none.
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC
@@ -23,6 +24,25 @@ from todo.models import Task
 from todo.schemas import StrictBoolean, TaskCreateSchema, TaskSchema
 
 MAX_REPORTED = 20
+# What errors="surrogateescape" makes of the bytes that are not UTF-8: read so, a
+# file can be reported by the line that holds them, not the buffer that did.
+NOT_UTF_8 = re.compile("[\udc80-\udcff]")
+
+
+class UTCTime(fields.AwareDateTime):
+    """A time with a zone, loaded in UTC, in the years that the API can show."""
+
+    default_error_messages = {"range": "Must be in the years 1000 to 9999 in UTC."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        time = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            time = time.astimezone(UTC)
+        except OverflowError:  # past 9999-12-31 or before 0001-01-01 once in UTC
+            raise self.make_error("range") from None
+        if time.year < 1000:  # the API's times have four-digit years
+            raise self.make_error("range")
+        return time
 
 
 class TaskImportSchema(TaskCreateSchema):
@@ -31,16 +51,13 @@ class TaskImportSchema(TaskCreateSchema):
     id = fields.UUID(required=True)
     user_id = fields.String(load_only=True)  # the owner in the file; --user-id decides
     is_completed = StrictBoolean(required=True)
-    completed_at = fields.AwareDateTime(required=True, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    completed_at = UTCTime(required=True, allow_none=True)
+    created_at = UTCTime(required=True)
+    updated_at = UTCTime(required=True)
 
     @ma.post_load
     def drop_read_only(self, data, **kwargs):  # the API drops them; an import keeps them
         data.pop("user_id", None)
-        for key in ("completed_at", "created_at", "updated_at"):
-            if data[key] is not None:
-                data[key] = data[key].astimezone(UTC)
         return data
 
     @ma.validates_schema
@@ -92,25 +109,30 @@ def export_lines(user_id: str) -> Iterator[str]:
 def export_to_file(user_id: str, path: str) -> int:
     """Write the export to `path` (replaced only once complete); returns the task count."""
     target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
+    # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
+    # replace, and replacing it would put a regular file in its place.
+    replace = target.is_file() or not target.exists()
+    written = target.with_name(f".{target.name}.partial") if replace else target
     count = 0
     try:
-        with partial.open("w", encoding="utf-8") as output:
+        with written.open("w", encoding="utf-8") as output:
             for line in export_lines(user_id):
                 output.write(line + "\n")
                 count += 1
-        os.replace(partial, target)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
+        if replace:
+            os.replace(written, target)
+    except BaseException as error:
+        if replace:
+            written.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     return count
 
 
 def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> list[dict]:
-    """Validate every line; the task rows to insert, or BadLines listing the bad ones."""
+    """Validate every line (of text decoded as NOT_UTF_8 says); the task rows to insert,
+    or BadLines listing the bad ones."""
     schema = TaskImportSchema()
     rows, errors, seen = [], [], {}
     total_bad = 0
@@ -121,20 +143,21 @@ def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> lis
         if len(errors) < MAX_REPORTED:
             errors.append((number, message))
 
-    numbered, number = enumerate(lines, start=1), 0
-    while True:
-        try:
-            number, line = next(numbered)
-        except StopIteration:
-            break
-        except UnicodeDecodeError:
-            raise OperatorError(f"line {number + 1} is not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if NOT_UTF_8.search(line):
+            raise OperatorError(f"line {number} is not UTF-8 text")
         if not line.strip():
             continue
         try:
             data = json.loads(line)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             bad(number, f"not JSON ({error})")
+            continue
+        except RecursionError:
+            bad(number, "not JSON (nested too deeply)")
+            continue
+        except ValueError:  # an integer longer than Python converts
+            bad(number, "not JSON (a number with too many digits)")
             continue
         if not isinstance(data, dict):
             bad(number, "not a JSON object")

@@ -7,7 +7,7 @@ from conftest import base_config, create_postgres_database, drop_postgres_databa
 
 from todo import create_app
 from todo.extensions import db
-from todo.health import expected_heads
+from todo.schema_version import expected_heads
 
 
 def test_healthz(anonymous):

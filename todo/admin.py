@@ -2,9 +2,9 @@
 
 import sqlalchemy as sa
 
-from todo import health
 from todo.extensions import db
 from todo.models import Task
+from todo.schema_version import schema_state
 
 
 class OperatorError(Exception):
@@ -29,7 +29,7 @@ def check_database() -> None:
     takes rows on SQLite and fails on PostgreSQL."""
     db.session.execute(sa.select(Task.id).limit(1))
     db.session.rollback()
-    reason = health.schema_state()
+    reason = schema_state()
     if reason:
         raise OperatorError(reason)
 

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 import urllib3
 from flask import current_app
 
-from todo import health
 from todo.admin import database_error
 from todo.config import MIN_SECRET_BYTES
 from todo.extensions import db
+from todo.schema_version import expected_heads, schema_state
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -133,10 +133,10 @@ def check_database() -> Check:
 
 
 def check_schema() -> Check:
-    reason = health.schema_state()
+    reason = schema_state()
     if reason:
         return Check(FAIL, "schema", reason)
-    heads = sorted(health.expected_heads(current_app._get_current_object()))
+    heads = sorted(expected_heads(current_app._get_current_object()))
     return Check(OK, "schema", f"at the latest migration ({', '.join(heads)})")
 
 

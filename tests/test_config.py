@@ -227,6 +227,34 @@ def test_production_refusals(clean_env, config, message):
     assert not (clean_env / "dev-jwt-secret").exists()
 
 
+@pytest.mark.parametrize(
+    ("origins", "message"),
+    [
+        (
+            ["https://app.example", "app.example", "https://b.example/path"],
+            "CORS_ORIGINS: 'app.example' is not scheme://host[:port];"
+            " 'https://b.example/path' must have no path, query or credentials (an origin)",
+        ),
+        (["*"], "CORS_ORIGINS: '*' lets every site read the answers"),
+        (
+            ["https://*.example.com"],
+            "CORS_ORIGINS: 'https://*.example.com': the host must be a name or an address,"
+            " not a pattern",
+        ),
+        (["http://[::1"], "CORS_ORIGINS: 'http://[::1' has a bad host or port"),
+        (
+            ["https://app.example:99999"],
+            "CORS_ORIGINS: 'https://app.example:99999' has a bad host or port",
+        ),
+    ],
+)
+def test_cors_origins_must_be_origins(clean_env, origins, message):
+    with pytest.raises(ConfigError) as raised:
+        build(CORS_ORIGINS=origins)
+
+    assert str(raised.value) == message
+
+
 def test_production_with_a_key_and_postgresql_starts_without_a_database(clean_env):
     app = build(ENVIRONMENT="production", DATABASE_URL=PG_URL, JWT_SECRET="s" * 32)
 

@@ -179,6 +179,25 @@ def test_an_unknown_origin_gets_no_cors_headers(cors_app):
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
+def test_no_cors_headers_on_a_request_without_origin(cors_app):
+    response = cors_app.test_client().get(LIST)
+
+    assert response.status_code == 401
+    assert not [name for name in response.headers.keys() if name.startswith("Access-Control")]
+
+
+@pytest.mark.parametrize("origin", ["http://[::1]:3000", "http://127.0.0.1:3000"])
+def test_an_address_origin_is_matched_exactly(make_app, origin):
+    client = make_app(CORS_ORIGINS=[origin]).test_client()
+
+    allowed = client.get(LIST, headers={"Origin": origin})
+    # What the origin would match as a regular expression ([::1] is a character class).
+    refused = client.get(LIST, headers={"Origin": origin.replace("[::1]", "1") + "0"})
+
+    assert allowed.headers["Access-Control-Allow-Origin"] == origin
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
 def test_no_cors_headers_without_cors_origins(anonymous):
     response = anonymous.get(LIST, headers={"Origin": ORIGIN})
 

@@ -1,6 +1,7 @@
 """todo: the task API of a multi-user task manager"""
 
 import os
+import re
 
 from flask import Flask
 from flask_cors import CORS
@@ -45,6 +46,11 @@ CORS_ALLOW_HEADERS = [
 CORS_EXPOSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed"]
 
 
+def _exact(origin: str):
+    # flask-cors reads "[" as a regular expression: an IPv6 origin is matched as written.
+    return re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) if "[" in origin else origin
+
+
 def create_app(config=None):
     """Build the application from the environment, then `config` on top.
 
@@ -72,7 +78,8 @@ def create_app(config=None):
     if app.config["CORS_ORIGINS"]:
         CORS(
             app,
-            resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+            resources={r"/api/*": {"origins": list(map(_exact, app.config["CORS_ORIGINS"]))}},
+            always_send=False,  # no CORS headers on a request without Origin
             allow_headers=CORS_ALLOW_HEADERS,
             expose_headers=CORS_EXPOSE_HEADERS,
             max_age=600,

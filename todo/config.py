@@ -1,6 +1,8 @@
 """Configuration read from the environment when the application is created"""
 
+import ipaddress
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -21,6 +23,39 @@ ASYMMETRIC_ALGORITHMS = (
 
 class ConfigError(RuntimeError):
     """The configuration cannot run; the message says why, in one line."""
+
+
+HOST_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why `origin` is not an origin such as https://app.example.com:8443, or None.
+
+    Wildcards and patterns are refused: flask-cors would read `https://*.example.com`
+    as a regular expression matched at the start only, which admits
+    `https://xexample.com.attacker.net` and not `https://app.example.com`.
+    """
+    if origin == "*":
+        return "'*' lets every site read the answers"
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return f"{origin!r} has a bad host or port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{origin!r} is not scheme://host[:port]"
+    if parts.path or parts.query or parts.fragment or parts.username:
+        return f"{origin!r} must have no path, query or credentials (an origin)"
+    if not (HOST_NAME.fullmatch(parts.hostname) or _ipv6(parts.hostname)):
+        return f"{origin!r}: the host must be a name or an address, not a pattern"
+    return None
+
+
+def _ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def _int(environ, name, default):
@@ -233,6 +268,9 @@ def finalize(config: dict, instance_path: str) -> None:
     }
 
     secret = _finalize_tokens(config, env, instance_path)
+    problems = [problem for problem in map(origin_problem, config["CORS_ORIGINS"]) if problem]
+    if problems:
+        raise ConfigError(f"CORS_ORIGINS: {'; '.join(problems)}")
 
     # Signs the list cursors. Every worker must share it, so it comes from the
     # environment: SECRET_KEY, else the token secret.

@@ -68,29 +68,11 @@ def check_jwks(config) -> Check:
     return Check(OK, "jwks", f"{url}: {len(keys)} key(s)")
 
 
-def origin_problem(origin: str) -> str | None:
-    if origin == "*":
-        return "'*' lets every site read the answers"
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{origin!r} is not scheme://host[:port]"
-    if parts.path or parts.query or parts.fragment or parts.username:
-        return f"{origin!r} must have no path, query or credentials (an origin)"
-    try:
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
-        return f"{origin!r} has a bad port"
-    return None
-
-
 def check_cors(config) -> Check:
     origins = config["CORS_ORIGINS"]
     if not origins:
         return Check(OK, "cors", "no origin allowed (browsers cannot call the API cross-site)")
-    problems = [problem for problem in map(origin_problem, origins) if problem]
-    if problems:
-        return Check(FAIL, "cors", "; ".join(problems))
-    return Check(OK, "cors", ", ".join(origins))
+    return Check(OK, "cors", ", ".join(origins))  # each one an origin (todo/config.py)
 
 
 def check_environment(config) -> Check:

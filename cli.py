@@ -320,6 +320,11 @@ def bench_command(
         tokens = bench.read_tokens(tokens_file)
     else:
         chosen = list(dict.fromkeys(user_ids))
+        if not chosen and users * seed_tasks > MAX_SEED_TASKS:
+            raise click.UsageError(
+                f"--users x --seed-tasks: {users * seed_tasks:,} tasks is more than"
+                f" {MAX_SEED_TASKS:,} in one run"
+            )
         if not chosen:
             chosen, seeded = bench.pick_users(users, seed_tasks)
             if seeded:

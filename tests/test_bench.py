@@ -227,6 +227,17 @@ def test_bench_bad_options_are_one_line_errors(app, arguments, code, message):
     assert "Traceback" not in result.output
 
 
+def test_bench_seeds_no_more_than_seed_would_in_one_run(app):
+    result = invoke(app, "bench", "--users", "10000", "--seed-tasks", "100000", "--requests", "5")
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: --users x --seed-tasks: 1,000,000,000 tasks is more than 50,000,000 in one run"
+    )
+    with app.app_context(), rls.bypass():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
+
+
 def test_bench_needs_a_secret_to_mint_tokens(make_app):
     app = make_app(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32)
 

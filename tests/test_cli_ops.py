@@ -381,14 +381,17 @@ def test_export_of_a_missing_user(app, alice):
     assert result.stderr == "Error: user 'alise' has no tasks (check the id)\n"
 
 
-def test_export_to_an_unwritable_place(app, alice, tmp_path):
+@pytest.mark.parametrize("name", ["no/x.jsonl", "a" * 300])  # missing folder, name too long
+def test_export_to_an_unwritable_place(app, alice, tmp_path, name):
     make_tasks(alice, "alice", "one")
+    target = tmp_path / name
 
-    result = invoke(app, "export", "--user-id", "alice", "--output", tmp_path / "no" / "x.jsonl")
+    result = invoke(app, "export", "--user-id", "alice", "--output", target)
 
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: cannot write {tmp_path / 'no' / 'x.jsonl'}: ")
+    assert result.stderr.startswith(f"Error: cannot write {target}: ")
     assert len(result.stderr.splitlines()) == 1
+    assert os.listdir(tmp_path) == []
 
 
 def test_export_into_a_pipe_writes_into_it(app, alice, tmp_path):

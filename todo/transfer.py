@@ -5,6 +5,7 @@ every line with the API's own create schema plus the id and the times, and write
 all the tasks in one transaction, or none.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -109,21 +110,23 @@ def export_lines(user_id: str) -> Iterator[str]:
 def export_to_file(user_id: str, path: str) -> int:
     """Write the export to `path` (replaced only once complete); returns the task count."""
     target = Path(path)
-    # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
-    # replace, and replacing it would put a regular file in its place.
-    replace = target.is_file() or not target.exists()
-    written = target.with_name(f".{target.name}.partial") if replace else target
+    partial = target.with_name(f".{target.name}.partial")
+    written = None
     count = 0
     try:
+        # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
+        # replace, and replacing it would put a regular file in its place.
+        written = partial if target.is_file() or not target.exists() else target
         with written.open("w", encoding="utf-8") as output:
             for line in export_lines(user_id):
                 output.write(line + "\n")
                 count += 1
-        if replace:
-            os.replace(written, target)
+        if written is partial:
+            os.replace(partial, target)
     except BaseException as error:
-        if replace:
-            written.unlink(missing_ok=True)
+        if written is partial:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
         raise

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import shlex
+import stat
 import sys
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from todo.models import USER_ID_MAX, unstorable
 
 tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
 
-MAX_SEED_TASKS = 50_000_000
+MAX_SEED_TASKS = seeding.MAX_TASKS
 
 
 class FloatRange(click.FloatRange):
@@ -84,8 +85,13 @@ def _file_name(ctx, param, value):
 def _write_private_json(path: str, data) -> None:
     """Write `data` as JSON readable by its owner only (it holds tokens)."""
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)  # the mode of os.open is only that of a new file
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        # The mode of os.open is only that of a new file. Not on a device or a pipe
+        # (/dev/stdout), which other users share; and before emptying the file, so
+        # that one this user may not chmod is left as it was.
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.fchmod(descriptor, 0o600)
+            os.ftruncate(descriptor, 0)
         with os.fdopen(descriptor, "w") as output:
             json.dump(data, output, indent=2)
             output.write("\n")
@@ -320,12 +326,8 @@ def bench_command(
         tokens = bench.read_tokens(tokens_file)
     else:
         chosen = list(dict.fromkeys(user_ids))
-        if not chosen and users * seed_tasks > MAX_SEED_TASKS:
-            raise click.UsageError(
-                f"--users x --seed-tasks: {users * seed_tasks:,} tasks is more than"
-                f" {MAX_SEED_TASKS:,} in one run"
-            )
         if not chosen:
+            admin.check_database()  # it may seed
             chosen, seeded = bench.pick_users(users, seed_tasks)
             if seeded:
                 click.echo(f"Seeded {seed_tasks} tasks for each of {', '.join(seeded)}.", err=True)
@@ -500,5 +502,6 @@ def expire_idempotency_keys_command():
     Example:
       flask tasks expire-idempotency-keys
     """
+    admin.check_database()
     count = idempotency.expire()
     click.echo(f"Deleted {count} expired idempotency key(s).")

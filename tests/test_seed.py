@@ -1,6 +1,7 @@
 """`flask tasks seed`: realistic rows, consistent with the table's rules, added in bulk"""
 
 import json
+import os
 import stat
 
 import pytest
@@ -130,7 +131,7 @@ def test_tokens_file_holds_a_working_token_per_user(app, tmp_path):
 
 def test_tokens_file_that_exists_becomes_private(app, tmp_path):
     tokens_file = tmp_path / "tokens.json"
-    tokens_file.write_text("{}\n")
+    tokens_file.write_text("{}" + " " * 10_000)  # longer than what replaces it
     tokens_file.chmod(0o644)
 
     result = app.test_cli_runner().invoke(
@@ -140,6 +141,24 @@ def test_tokens_file_that_exists_becomes_private(app, tmp_path):
     assert result.exit_code == 0, result.output
     assert list(json.loads(tokens_file.read_text())) == ["alice"]
     assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+
+
+def test_tokens_file_that_is_a_pipe_is_written_into_and_keeps_its_mode(app, tmp_path):
+    pipe = tmp_path / "tokens"
+    os.mkfifo(pipe)
+    pipe.chmod(0o666)  # shared, as /dev/stdout is
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        result = app.test_cli_runner().invoke(
+            tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "1", "--tokens-file", pipe]
+        )
+        received = os.read(reader, 65536).decode()
+    finally:
+        os.close(reader)
+
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(received)) == ["alice"]
+    assert stat.S_IMODE(pipe.stat().st_mode) == 0o666
 
 
 def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_path):

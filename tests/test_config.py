@@ -243,6 +243,19 @@ def test_production_refusals(clean_env, config, message):
         ),
         (["http://[::1"], "CORS_ORIGINS: 'http://[::1' has a bad host or port"),
         (
+            ["https://app.example:"],
+            "CORS_ORIGINS: 'https://app.example:' is not scheme://host[:port]",
+        ),
+        (
+            ["https://app.example:443", "http://app.example:80"],
+            "CORS_ORIGINS: 'https://app.example:443': browsers send it without the default"
+            " port :443; 'http://app.example:80': browsers send it without the default port :80",
+        ),
+        (
+            ["http://[0:0::1]:3000"],
+            "CORS_ORIGINS: 'http://[0:0::1]:3000': browsers send the address as [::1]",
+        ),
+        (
             ["https://app.example:99999"],
             "CORS_ORIGINS: 'https://app.example:99999' has a bad host or port",
         ),
@@ -253,6 +266,7 @@ def test_cors_origins_must_be_origins(clean_env, origins, message):
         build(CORS_ORIGINS=origins)
 
     assert str(raised.value) == message
+    assert not clean_env.exists()  # refused before the development key is written
 
 
 def test_production_with_a_key_and_postgresql_starts_without_a_database(clean_env):
@@ -396,9 +410,19 @@ def test_settings_from_the_environment(clean_env, monkeypatch):
 
 def test_an_empty_variable_is_as_if_unset(clean_env):
     """.env.example lists every variable, empty where the default applies."""
-    empty = {name: "" for name in from_env({})}
+    empty = {name: "" for name in from_env({}) if name != "ENVIRONMENT"}
 
     assert from_env(empty) == from_env({})
+
+
+def test_an_empty_environment_is_refused(clean_env, monkeypatch):
+    """Not quietly development: `-e ENVIRONMENT=` would undo the image's production."""
+    monkeypatch.setenv("ENVIRONMENT", "")
+
+    with pytest.raises(ConfigError) as raised:
+        build()
+
+    assert str(raised.value) == "ENVIRONMENT must be one of development, test, production, not ''"
 
 
 def test_defaults_of_the_contract(clean_env):

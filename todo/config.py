@@ -25,6 +25,7 @@ class ConfigError(RuntimeError):
     """The configuration cannot run; the message says why, in one line."""
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
 HOST_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 
 
@@ -35,27 +36,35 @@ def origin_problem(origin: str) -> str | None:
     as a regular expression matched at the start only, which admits
     `https://xexample.com.attacker.net` and not `https://app.example.com`.
     """
-    if origin == "*":
-        return "'*' lets every site read the answers"
     try:
         parts = urlsplit(origin)
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
         return f"{origin!r} has a bad host or port"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.netloc.endswith(":"):
+        if origin == "*":
+            return "'*' lets every site read the answers"
         return f"{origin!r} is not scheme://host[:port]"
     if parts.path or parts.query or parts.fragment or parts.username:
         return f"{origin!r} must have no path, query or credentials (an origin)"
-    if not (HOST_NAME.fullmatch(parts.hostname) or _ipv6(parts.hostname)):
-        return f"{origin!r}: the host must be a name or an address, not a pattern"
-    return None
+    # Browsers send an origin in one spelling: write it so, or it never matches.
+    if parts.port == DEFAULT_PORTS[parts.scheme]:
+        return f"{origin!r}: browsers send it without the default port :{parts.port}"
+    return _host_problem(origin, parts.hostname)
 
 
-def _ipv6(host: str) -> bool:
+def _host_problem(origin: str, host: str) -> str | None:
+    if HOST_NAME.fullmatch(host):
+        return None
     try:
-        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        address = None
+    if not isinstance(address, ipaddress.IPv6Address):  # IPv4 is a HOST_NAME
+        return f"{origin!r}: the host must be a name or an address, not a pattern"
+    if address.compressed != host:
+        return f"{origin!r}: browsers send the address as [{address.compressed}]"
+    return None
 
 
 def _int(environ, name, default):
@@ -88,7 +97,10 @@ def _list(raw):
 def from_env(environ=os.environ) -> dict:
     """The settings that the environment gives, with the defaults of API.md."""
     return {
-        "ENVIRONMENT": (environ.get("ENVIRONMENT", "").strip() or "development").lower(),
+        # Empty is refused, unlike the other variables: this switch turns every
+        # production refusal on, and an empty value (docker run -e ENVIRONMENT=)
+        # would otherwise quietly undo the image's ENVIRONMENT=production.
+        "ENVIRONMENT": environ.get("ENVIRONMENT", "development").strip().lower(),
         "DATABASE_URL": environ.get("DATABASE_URL") or None,
         "SECRET_KEY": environ.get("SECRET_KEY") or None,
         "JWT_SECRET": environ.get("JWT_SECRET") or None,
@@ -267,10 +279,10 @@ def finalize(config: dict, instance_path: str) -> None:
         **config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
     }
 
-    secret = _finalize_tokens(config, env, instance_path)
     problems = [problem for problem in map(origin_problem, config["CORS_ORIGINS"]) if problem]
     if problems:
         raise ConfigError(f"CORS_ORIGINS: {'; '.join(problems)}")
+    secret = _finalize_tokens(config, env, instance_path)  # may write the development key
 
     # Signs the list cursors. Every worker must share it, so it comes from the
     # environment: SECRET_KEY, else the token secret.

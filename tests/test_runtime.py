@@ -253,7 +253,7 @@ READERS = {  # how each file reads a variable
 
 
 def test_env_example_lists_every_variable_the_code_reads():
-    listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.M))
+    listed = set(re.findall(r"^(?:# )?([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.M))
     read = {
         name
         for path, pattern in READERS.items()
@@ -272,3 +272,18 @@ def test_env_example_copied_to_dotenv_starts_as_is(tmp_path):
 
     assert settings["bind"] == "['127.0.0.1:8000']"
     assert settings["workers"] == str(usable_cores())
+
+
+def test_env_example_as_docker_env_file_keeps_what_the_image_sets():
+    """`docker run --env-file .env` puts each KEY=VALUE line (comments skipped) in the
+    real environment, on top of the image's ENV."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    env_file = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    env_file.update(DATABASE_URL="postgresql://todo@db.example/todo", JWT_SECRET="s" * 32)
+    image = {"ENVIRONMENT": "production", "HOST": "0.0.0.0", "PORT": "8000"}
+
+    settings = gunicorn_config(**{**image, **env_file})
+
+    assert settings["bind"] == "['0.0.0.0:8000']"
+    assert settings["workers"] == str(usable_cores())
+    assert "ENVIRONMENT" not in env_file

@@ -89,6 +89,11 @@ def pick_users(count: int, seed_tasks: int) -> tuple[list[str], list[str]]:
     )
     db.session.rollback()  # end the read before seeding on another connection
     missing, new = count - len(users), []
+    if missing * seed_tasks > seeding.MAX_TASKS:
+        raise OperatorError(
+            f"{missing:,} users to seed x {seed_tasks:,} tasks is more than"
+            f" {seeding.MAX_TASKS:,} in one run"
+        )
     if missing > 0:
         taken = set(users)
         new = [

@@ -17,6 +17,7 @@ from todo.extensions import db
 from todo.models import Task
 
 BATCH_SIZE = 5000
+MAX_TASKS = 50_000_000  # in one run: one transaction (all or nothing)
 DEFER_REVISIONS = sa.text("SELECT set_config('todo.defer_revisions', :deferred, true)")
 BUMP_REVISIONS = sa.text("SELECT bump_task_revisions_of(CAST(:users AS text[]))")
 HISTORY = timedelta(days=365)

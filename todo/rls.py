@@ -89,8 +89,8 @@ def _apply_now() -> None:
 @contextmanager
 def _setting(variable: ContextVar, value):
     token = variable.set(value)
-    _apply_now()
     try:
+        _apply_now()
         yield
     except BaseException:
         # The transaction still holds this block's settings, and may be aborted so
@@ -112,5 +112,7 @@ def bypass():
 
 
 def acting_as(user_id: str):
-    """Bind the session's transactions to `user_id` outside a request (e.g. the CLI)."""
+    """Bind the session's transactions to `user_id` outside a request (e.g. the CLI).
+
+    An error inside the block rolls back the session's transaction, as for `bypass`."""
     return _setting(_acting_as, user_id)

@@ -55,7 +55,10 @@ def upgrade():
             -- members that inherit its role, and the application must not. A role
             -- without CREATEROLE cannot grant it: an administrator did, beforehand.
             IF pg_has_role(current_user, operator, 'MEMBER')
-                    AND NOT pg_has_role(current_user, operator, 'USAGE') THEN
+                    AND NOT pg_has_role(current_user, operator, 'USAGE')
+                    -- 16 and later: the grant must also allow SET ROLE (WITH SET TRUE)
+                    AND (CASE WHEN current_setting('server_version_num')::int >= 160000
+                        THEN pg_has_role(current_user, operator, 'SET') ELSE true END) THEN
                 NULL;
             ELSIF current_setting('server_version_num')::int >= 160000 THEN
                 EXECUTE format('GRANT %I TO %I WITH INHERIT FALSE', operator, current_user);

@@ -272,6 +272,9 @@ def test_env_example_copied_to_dotenv_starts_as_is(tmp_path):
 
     assert settings["bind"] == "['127.0.0.1:8000']"
     assert settings["workers"] == str(usable_cores())
+    # prometheus-client takes a PROMETHEUS_MULTIPROC_DIR that is set, even empty, and
+    # would write its files into the working folder.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".env"]
 
 
 def test_env_example_as_docker_env_file_keeps_what_the_image_sets():

@@ -29,14 +29,14 @@ tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
 MAX_SEED_TASKS = seeding.MAX_TASKS
 
 
-class FloatRange(click.FloatRange):
-    """click.FloatRange that refuses nan, which every bound check lets through (and
-    which would then never stop a bench, nor fail its --p95-ms gate)."""
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange without nan, which every bound check lets through, nor inf
+    (either would never stop a bench, nor fail its --p95-ms gate)."""
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a valid float.", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
 
 
@@ -150,7 +150,7 @@ def token_command(user_id, ttl, curl):
 )
 @click.option(
     "--completed-ratio",
-    type=FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=0.3,
     show_default=True,
     help="Share of the tasks that are completed.",
@@ -243,7 +243,7 @@ def seed_command(
 )
 @click.option(
     "--duration",
-    type=FloatRange(0.1, bench.MAX_SECONDS),
+    type=FiniteFloatRange(0.1, bench.MAX_SECONDS),
     help="Seconds to run.  [default: 10, unless --requests]",
 )
 @click.option(
@@ -261,12 +261,12 @@ def seed_command(
 )
 @click.option(
     "--p95-ms",
-    type=FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Fail (exit 1) when the p95 latency is above this.",
 )
 @click.option(
     "--timeout",
-    type=FloatRange(0.1, 120),
+    type=FiniteFloatRange(0.1, 120),
     default=10,
     show_default=True,
     help="Seconds before a request counts as failed.",

@@ -317,6 +317,10 @@ def production_env(tmp_path, **settings):
             {"DATABASE_URL": PG_URL, "JWT_JWKS_URL": "https://[::1/jwks"},
             "JWT_JWKS_URL must be an http(s) URL, not 'https://[::1/jwks'",
         ),
+        (
+            {"DATABASE_URL": PG_URL, "JWT_JWKS_URL": "https://idp.example:99999/jwks"},
+            "JWT_JWKS_URL must be an http(s) URL, not 'https://idp.example:99999/jwks'",
+        ),
     ],
 )
 def test_wsgi_prints_one_line_and_exits_non_zero(tmp_path, settings, message):

@@ -181,7 +181,7 @@ def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_pa
     "arguments, message",
     [
         (["--completed-ratio", "1.5"], "Invalid value for '--completed-ratio'"),
-        (["--completed-ratio", "nan"], "'--completed-ratio': 'nan' is not a valid float."),
+        (["--completed-ratio", "nan"], "'--completed-ratio': 'nan' is not a finite number."),
         (["--tasks-per-user", "0"], "Invalid value for '--tasks-per-user'"),
         (["--users", "-1"], "Invalid value for '--users'"),
         (["--user-id", ""], "Invalid value for '--user-id'"),

@@ -197,7 +197,8 @@ def development_secret(instance_path: str) -> str:
 def _http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
-    except ValueError:  # a bad [IPv6] host
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:  # a bad [IPv6] host or port
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 

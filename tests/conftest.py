@@ -40,7 +40,7 @@ def base_config(database_url):
     }
 
 
-def _postgres_admin_url():
+def postgres_admin_url():
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         if os.environ.get("REQUIRE_POSTGRESQL"):
@@ -57,7 +57,7 @@ def create_postgres_database(name):
     must not connect as one (todo/rls.py). The role's name is unique to this run,
     as roles are shared by every database of the server.
     """
-    admin_url = _postgres_admin_url()
+    admin_url = postgres_admin_url()
     password = secrets.token_hex(16)  # for servers that do not trust 127.0.0.1
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
@@ -75,7 +75,7 @@ def create_postgres_database(name):
 
 
 def drop_postgres_database(name):
-    engine = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(sa.text(f'DROP ROLE IF EXISTS "{name}_operator"'))  # migration 0003

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from conftest import (
     TEST_SECRET,
-    _postgres_admin_url,
+    postgres_admin_url,
     base_config,
     create_postgres_database,
     drop_postgres_database,
@@ -110,7 +110,7 @@ def test_a_role_without_createrole_migrates_with_an_operator_role_granted_before
     """The README's way for a role that may not create roles: an administrator creates
     `<database>_operator` and grants it without inheritance; 0003 then grants nothing."""
     name = sa.make_url(empty_database_url).database
-    admin = sa.create_engine(_postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'ALTER ROLE "{name}" NOCREATEROLE'))
         connection.execute(sa.text(f'CREATE ROLE "{name}_operator" NOLOGIN'))
@@ -120,7 +120,7 @@ def test_a_role_without_createrole_migrates_with_an_operator_role_granted_before
             connection.execute(sa.text(f'ALTER ROLE "{name}" NOINHERIT'))
             connection.execute(sa.text(f'GRANT "{name}_operator" TO "{name}"'))
     admin.dispose()
-    admin = sa.create_engine(_postgres_admin_url().set(database=name), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(postgres_admin_url().set(database=name), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:  # what a NOINHERIT owner no longer inherits
         connection.execute(sa.text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{name}"'))
     admin.dispose()

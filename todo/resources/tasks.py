@@ -31,6 +31,7 @@ blp.before_request(authenticate)
 ETAG_HEADER = {
     "ETag": {
         "description": "The task's version. It changes whenever the task changes.",
+        "required": True,
         "schema": {"type": "string"},
     }
 }
@@ -125,7 +126,7 @@ class Tasks(MethodView):
         201,
         TaskResponseSchema,
         headers={
-            "Location": {"schema": {"type": "string"}},
+            "Location": {"required": True, "schema": {"type": "string"}},
             **ETAG_HEADER,
             "Idempotent-Replayed": {
                 "description": "`true` when this answer replays an earlier request's.",

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from conftest import (
     TEST_SECRET,
-    postgres_admin_url,
     base_config,
     create_postgres_database,
     drop_postgres_database,
+    postgres_admin_url,
 )
 from flask_migrate.cli import db as db_commands
 from helpers import every_row, insert

@@ -260,6 +260,17 @@ OUT_OF_RANGE = "Must be in the years 1000 to 9999 in UTC."
         ({"completed_at": "2026-01-14T10:00:00.123456Z"}, "completed_at: Must be set exactly"),
         ({"created_at": "2026-01-14T10:00:00"}, "created_at: Not a valid aware datetime."),
         ({"updated_at": "2026-01-13T10:00:00Z"}, "updated_at: Must not be before created_at."),
+        *[
+            (
+                {
+                    "is_completed": True,
+                    "completed_at": moment,
+                    "updated_at": "2026-01-15T10:00:00Z",
+                },
+                "completed_at: Must be between created_at and updated_at.",
+            )
+            for moment in ("2026-01-13T10:00:00Z", "2026-01-15T10:00:00.000001Z")
+        ],
         # The API shows four-digit years in UTC: an export must import back.
         ({"created_at": "0999-12-31T23:59:59Z"}, f"created_at: {OUT_OF_RANGE}"),
         ({"updated_at": "9999-12-31T23:30:00-01:00"}, f"updated_at: {OUT_OF_RANGE}"),

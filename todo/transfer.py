@@ -71,6 +71,12 @@ class TaskImportSchema(TaskCreateSchema):
         if {"created_at", "updated_at"} <= data.keys():
             if data["updated_at"] < data["created_at"]:
                 raise ma.ValidationError("Must not be before created_at.", "updated_at")
+            # The API completes a task at an update: never outside the two.
+            completed_at = data.get("completed_at")
+            if completed_at and not data["created_at"] <= completed_at <= data["updated_at"]:
+                raise ma.ValidationError(
+                    "Must be between created_at and updated_at.", "completed_at"
+                )
 
 
 class BadLines(OperatorError):

@@ -212,9 +212,10 @@ def seed(env, users, per_user, tokens_file):
         with contextlib.suppress(ValueError):
             printed = float(match.group(1).replace(",", "").replace(" ", ""))
     lines = [line for line in output.strip().splitlines() if line.strip()]
+    rate_lines = [line for line in lines if match and match.group(0) in line]
     return {
         "tasks": users * per_user,
-        "printed_line": lines[-1] if lines else "",
+        "printed_line": (rate_lines or lines or [""])[-1],  # the line with the rate
         "printed_rate": printed,
         "wall_s": wall,
         "wall_rate": users * per_user / wall,

@@ -3,11 +3,14 @@
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from cli import tasks as tasks_cli
 from todo import rls
+from todo import tasks as task_service
 from todo.extensions import db
 from todo.models import Task
 
@@ -285,3 +288,35 @@ def test_many_concurrent_writers_with_one_etag_exactly_one_wins(app, client_for)
     assert stored_version(app, task_id) == 2
     winner = statuses.index(200)
     assert writers[0].get(url(task_id)).json["data"]["title"] == f"Writer {winner}"
+
+
+def test_a_write_that_read_the_clock_before_a_committed_one_never_takes_time_back(
+    app, alice, bob, monkeypatch, tmp_path
+):
+    """Without If-Match, A reads the clock, then B reads it, completes the task and
+    commits; A's PUT then applies on top (it waited for B's lock, or simply lost the
+    race between two workers). A's older clock must not move updated_at back before
+    B's completed_at: the task would read as completed after its last update, and
+    the import refuses such a task."""
+    task_id = create(alice).json["data"]["id"]
+    completed = alice.patch(url(task_id, "/complete")).json["data"]  # B
+    b_moment = datetime.fromisoformat(completed["completed_at"])
+    monkeypatch.setattr(task_service, "utcnow", lambda: b_moment - timedelta(milliseconds=1))
+
+    renamed = alice.put(url(task_id), json={"title": "From A"})  # A, on top of B
+
+    assert renamed.status_code == 200, renamed.json
+    task = renamed.json["data"]
+    assert task["title"] == "From A" and task["completed_at"] == completed["completed_at"]
+    assert task["updated_at"] >= completed["updated_at"]
+    assert task["created_at"] <= task["completed_at"] <= task["updated_at"]
+    monkeypatch.undo()
+    path = tmp_path / "alice.jsonl"
+    runner = app.test_cli_runner()
+    assert (
+        runner.invoke(tasks_cli, ["export", "--user-id", "alice", "--output", str(path)]).exit_code
+        == 0
+    )
+    imported = runner.invoke(tasks_cli, ["import", str(path), "--user-id", "bob"])
+    assert imported.exit_code == 0, imported.output
+    assert bob.get(f"/api/bob/tasks/{task_id}").json["data"] == {**task, "user_id": "bob"}

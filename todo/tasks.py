@@ -104,7 +104,11 @@ INSERT_TASK = Statement(sa.insert(Task))
 def _update(dialect_name: str, fields: frozenset, conditional: bool) -> Statement:
     """UPDATE of `fields` that keeps updated_at and the version when nothing changes."""
     new = {name: sa.bindparam(f"new_{name}", type_=getattr(Task, name).type) for name in fields}
-    now = sa.bindparam("now", type_=UTCDateTime())
+    clock = sa.bindparam("now", type_=UTCDateTime())
+    # The clock was read before the row's lock was had: a write that read it later
+    # may have committed first. Never before the row's updated_at, so a task's time
+    # never goes back and created_at <= completed_at <= updated_at, whatever the order.
+    now = sa.case((clock > Task.updated_at, clock), else_=Task.updated_at)
     values = {}
     if "title" in fields:
         values.update(title=new["title"], title_lower=sa.bindparam("new_title_lower"))

@@ -320,3 +320,28 @@ def test_a_write_that_read_the_clock_before_a_committed_one_never_takes_time_bac
     imported = runner.invoke(tasks_cli, ["import", str(path), "--user-id", "bob"])
     assert imported.exit_code == 0, imported.output
     assert bob.get(f"/api/bob/tasks/{task_id}").json["data"] == {**task, "user_id": "bob"}
+
+
+def test_a_task_deleted_and_imported_again_never_answers_to_an_etag_of_before(app, alice, tmp_path):
+    """Export, delete, import with the ids kept (a restore, a move back): the task
+    reappears with the same id. A client still holding the ETag of an earlier
+    content must get that content's change: 200 to If-None-Match, 412 to If-Match."""
+    created = create(alice, title="A")
+    task_id, first_etag = created.json["data"]["id"], created.headers["ETag"]
+    assert alice.put(url(task_id), json={"title": "B"}).status_code == 200
+    path = tmp_path / "alice.jsonl"
+    runner = app.test_cli_runner()
+    assert (
+        runner.invoke(tasks_cli, ["export", "--user-id", "alice", "--output", str(path)]).exit_code
+        == 0
+    )
+    assert alice.delete(url(task_id)).status_code == 204
+    assert runner.invoke(tasks_cli, ["import", str(path), "--user-id", "alice"]).exit_code == 0
+
+    revalidated = alice.get(url(task_id), headers={"If-None-Match": first_etag})
+    stale_write = alice.put(url(task_id), json={"title": "C"}, headers={"If-Match": first_etag})
+
+    assert revalidated.status_code == 200 and revalidated.json["data"]["title"] == "B"
+    assert revalidated.headers["ETag"] != first_etag
+    assert stale_write.status_code == 412
+    assert alice.get(url(task_id)).json["data"]["title"] == "B"

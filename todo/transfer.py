@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC
@@ -139,6 +140,18 @@ def export_to_file(user_id: str, path: str) -> int:
     return count
 
 
+def imported_version() -> int:
+    """The first version (ETag) of an imported task: random, from 2**24 to 2**30 + 2**24.
+
+    The task may have existed before under its id (deleted, purged, moved back); at
+    version 1 its new content would have an ETag that clients hold for the old one
+    (a 304 for a stale copy, an If-Match that passes). No task updated through the
+    API reaches 2**24, two imports of one id meet with a chance of about one in 2**30
+    per update between them, and over 10**9 updates remain below VERSION_MAX.
+    """
+    return 2**24 + secrets.randbelow(2**30)
+
+
 def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> list[dict]:
     """Validate every line (of text decoded as NOT_UTF_8 says); the task rows to insert,
     or BadLines listing the bad ones."""
@@ -187,7 +200,7 @@ def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> lis
                 "id": task_id,
                 "user_id": user_id,
                 "title_lower": task["title"].lower(),
-                "version": 1,
+                "version": imported_version(),
             }
         )
     if total_bad:

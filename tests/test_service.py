@@ -136,3 +136,21 @@ def test_docs_assets_serve_swagger_ui_locally(anonymous):
 def test_docs_assets_serve_nothing_else(anonymous, path):
     with anonymous.get(path) as response:
         assert response.status_code == 404
+
+
+def test_an_unsatisfiable_range_on_an_asset_is_416_in_the_envelope(anonymous):
+    """An HTTP error the contract's table does not list keeps its status (not a 500)."""
+    with anonymous.get("/docs/assets/swagger-ui.css") as whole:
+        size = len(whole.get_data())
+
+    response = anonymous.get("/docs/assets/swagger-ui.css", headers={"Range": f"bytes={size}-"})
+
+    assert response.status_code == 416
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+    error = response.json["error"]
+    assert (error["code"], error["message"], error["details"]) == (
+        "REQUESTED_RANGE_NOT_SATISFIABLE",
+        "Requested Range Not Satisfiable",
+        None,
+    )

@@ -99,13 +99,25 @@ def test_errors_show_no_debug_page_or_traceback(make_app):
     def aborted():
         abort(418)
 
-    response = app.test_client().get("/boom")
+    client = app.test_client()
+    response = client.get("/boom")
     assert response.status_code == 500
     assert response.headers["Content-Type"] == "application/json"
     assert response.json["error"]["code"] == "INTERNAL_ERROR"
+    assert response.json["error"]["message"] == "An internal error occurred."
     text = response.get_data(as_text=True)
     for leak in ("Traceback", "hunter2", "RuntimeError", "app.py", "werkzeug", "<html"):
         assert leak not in text
+
+    # An HTTP error outside the contract's table keeps its own status, in the envelope.
+    teapot = client.get("/abort")
+    assert teapot.status_code == 418
+    assert teapot.headers["Content-Type"] == "application/json"
+    assert (teapot.json["error"]["code"], teapot.json["error"]["message"]) == (
+        "IM_A_TEAPOT",
+        "I'm a Teapot",
+    )
+    assert "<html" not in teapot.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("path", ["/nope", "/api/alice/tasks/x/y", "/console", "/.env"])

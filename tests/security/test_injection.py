@@ -56,6 +56,7 @@ def test_hostile_task_ids_are_404(alice, create, task_id):
             json={"title": "x"} if method == "PUT" else None,
         )
         assert response.status_code == 404, (method, task_id)
+        assert response.json["error"]["code"] == "NOT_FOUND", (method, task_id)
     assert alice.get("/api/alice/tasks").json["meta"]["total"] == 1
 
 

@@ -53,9 +53,9 @@ def test_every_single_task_response_carries_the_etag_of_its_version(alice):
     assert "ETag" not in alice.delete(url(task_id)).headers
 
 
-def test_the_etag_changes_on_every_change_and_only_then(alice):
+def test_the_etag_changes_on_every_change_and_only_then(app, alice):
     task_id = create(alice).json["data"]["id"]
-    seen = ['"1"']
+    seen = []
 
     for method, suffix, body in [
         ("put", "", {"title": "Renamed"}),
@@ -67,14 +67,15 @@ def test_the_etag_changes_on_every_change_and_only_then(alice):
     ]:
         response = getattr(alice, method)(url(task_id, suffix), json=body)
         assert response.status_code == 200, response.json
-        assert response.headers["ETag"] not in seen
         seen.append(response.headers["ETag"])
+    assert seen == ['"2"', '"3"', '"4"', '"5"', '"6"', '"7"']
 
     # No change, no new version: a PUT of the same values, completing a completed task.
     same = alice.put(url(task_id), json={"title": "Renamed"})
-    assert same.headers["ETag"] == seen[-1]
+    assert same.headers["ETag"] == '"7"'
     again = alice.patch(url(task_id, "/complete"))
-    assert again.headers["ETag"] == seen[-1]
+    assert again.headers["ETag"] == '"7"'
+    assert stored_version(app, task_id) == 7
 
 
 def test_if_none_match_gives_304_without_a_body_and_200_once_changed(alice):
@@ -125,7 +126,7 @@ def test_stale_if_match_is_412_and_changes_nothing(app, alice, write):
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
 @pytest.mark.parametrize("if_match", [None, "*", '"1"', '"9", "1"'])
-def test_if_match_is_optional_and_star_or_current_passes(alice, write, if_match):
+def test_if_match_is_optional_and_star_or_current_passes(app, alice, write, if_match):
     method, suffix, body, success = write
     task_id = create(alice).json["data"]["id"]
     headers = {"If-Match": if_match} if if_match else {}
@@ -133,6 +134,11 @@ def test_if_match_is_optional_and_star_or_current_passes(alice, write, if_match)
     response = getattr(alice, method)(url(task_id, suffix), json=body, headers=headers)
 
     assert response.status_code == success
+    if method == "delete":
+        assert stored_version(app, task_id) is None
+    else:
+        assert response.headers["ETag"] == '"2"'
+        assert stored_version(app, task_id) == 2
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
@@ -160,28 +166,50 @@ def test_if_match_tags_that_no_version_can_have_are_412_not_500(app, alice, writ
     assert stored_version(app, task_id) == 1
 
 
-def test_weak_etag_never_satisfies_if_match(alice):
+def test_weak_etag_never_satisfies_if_match(app, alice):
     # If-Match uses the strong comparison (RFC 9110 13.1.1).
     task_id = create(alice).json["data"]["id"]
 
     response = alice.put(url(task_id), json={"title": "x"}, headers={"If-Match": 'W/"1"'})
 
     assert response.status_code == 412
+    assert response.json["error"]["code"] == "PRECONDITION_FAILED"
+    assert stored_version(app, task_id) == 1
 
 
-def test_if_match_on_a_missing_or_foreign_task_is_404(alice, bob):
+def test_if_match_on_a_missing_or_foreign_task_is_404(app, alice, bob):
     task_id = create(alice).json["data"]["id"]
 
     response = bob.put(f"/api/bob/tasks/{task_id}", json={"title": "x"}, headers={"If-Match": "*"})
+    missing = alice.put(url(uuid.uuid4()), json={"title": "x"}, headers={"If-Match": "*"})
 
-    assert response.status_code == 404
+    for answer in (response, missing):
+        assert answer.status_code == 404
+        assert answer.json["error"]["code"] == "NOT_FOUND"
+    assert stored_version(app, task_id) == 1
 
 
 def _behind_an_uncommitted_write(app, backend, task_id, send):
     """The response to `send()`, run while another transaction has changed the task
     (title "From B", a description, version 2) and not committed; it commits once
-    the request waits for it (on PostgreSQL, seen waiting on the row's lock)."""
+    the request waits for it (on PostgreSQL, seen waiting on the row's lock; on
+    SQLite, once the request's UPDATE/DELETE has begun: it waits for the write lock)."""
     result = {}
+    writing, committed = threading.Event(), threading.Event()
+
+    def is_the_requests_write(statement):
+        return threading.current_thread() is request and statement.lstrip().startswith(
+            ("UPDATE", "DELETE")
+        )
+
+    def began(conn, cursor, statement, *args):
+        if is_the_requests_write(statement):
+            writing.set()
+
+    def ended(conn, cursor, statement, *args):
+        if is_the_requests_write(statement):
+            result["ended_after_the_commit"] = committed.is_set()
+
     with app.app_context(), db.engine.connect() as other:
         with rls.bypass():
             rls.apply(other)
@@ -196,15 +224,27 @@ def _behind_an_uncommitted_write(app, backend, task_id, send):
             )
         )
         request = threading.Thread(target=lambda: result.update(response=send()))
-        request.start()
         if backend == "postgresql":
+            request.start()
             deadline = time.monotonic() + 20
             while not _waiting_on_a_lock(app) and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert _waiting_on_a_lock(app) == 1
+            other.commit()
         else:
-            time.sleep(0.5)  # SQLite's writer waits for the database lock (busy timeout)
-        other.commit()
+            sa.event.listen(db.engine, "before_cursor_execute", began)
+            sa.event.listen(db.engine, "after_cursor_execute", ended)
+            try:
+                request.start()
+                assert writing.wait(20), "the request never began its write"
+                committed.set()
+                other.commit()
+                request.join(30)
+            finally:
+                sa.event.remove(db.engine, "before_cursor_execute", began)
+                sa.event.remove(db.engine, "after_cursor_execute", ended)
+            # the write began before the commit, and could only end after it
+            assert result["ended_after_the_commit"] is True
     request.join(30)
     return result["response"]
 

@@ -1,6 +1,7 @@
 """Configuration: database URLs, the instance folder, production refusals, pools"""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -166,7 +167,7 @@ def test_development_with_no_configuration_creates_and_keeps_a_secret(clean_env)
     assert secret_file.is_file()
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     secret = secret_file.read_text().strip()
-    assert len(secret) == 64 and int(secret, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", secret)  # 32 random bytes, as hex
     assert first.config["JWT_SECRET"] == secret
     assert first.config["ENVIRONMENT"] == "development"
     second = build()
@@ -184,7 +185,7 @@ def test_processes_starting_together_agree_on_one_development_secret(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         secrets = list(pool.map(lambda _: start(), range(8)))
 
-    assert len(set(secrets)) == 1 and len(secrets[0]) == 64
+    assert len(set(secrets)) == 1 and re.fullmatch(r"[0-9a-f]{64}", secrets[0])
     assert [p.name for p in tmp_path.iterdir()] == ["dev-jwt-secret"]
 
 
@@ -276,13 +277,20 @@ def test_production_with_a_key_and_postgresql_starts_without_a_database(clean_en
 
 
 def test_test_environment_also_needs_a_key(clean_env):
-    with pytest.raises(ConfigError, match="set JWT_SECRET or JWT_JWKS_URL"):
+    with pytest.raises(ConfigError) as raised:
         build(ENVIRONMENT="test")
+
+    assert str(raised.value) == "set JWT_SECRET or JWT_JWKS_URL: no token can be verified"
+    assert not clean_env.exists()  # no development key outside development
 
 
 def test_unknown_environment_is_refused(clean_env):
-    with pytest.raises(ConfigError, match="ENVIRONMENT must be one of"):
+    with pytest.raises(ConfigError) as raised:
         build(ENVIRONMENT="prod")
+
+    assert (
+        str(raised.value) == "ENVIRONMENT must be one of development, test, production, not 'prod'"
+    )
 
 
 NOT_A_DATABASE_URL = "DATABASE_URL must be a postgresql:// or sqlite:/// URL"

@@ -87,7 +87,11 @@ def test_the_same_key_with_another_body_is_409(app, alice):
 
     assert other.status_code == 409
     assert other.json["error"]["code"] == "CONFLICT"
-    assert "Idempotency-Key" in other.json["error"]["message"]
+    assert other.json["error"]["message"] == (
+        "This Idempotency-Key was already used with another request body;"
+        " use a new key for a new task."
+    )
+    assert "Idempotent-Replayed" not in other.headers
     assert [str(task.id) for task in rows(app, Task)] == [first.json["data"]["id"]]
 
 
@@ -116,12 +120,17 @@ def test_a_malformed_key_is_400_under_headers(app, alice, key):
 
     assert response.status_code == 400
     assert response.json["error"]["code"] == "VALIDATION_ERROR"
-    assert list(response.json["error"]["details"]["headers"]) == ["Idempotency-Key"]
+    assert response.json["error"]["details"] == {
+        "headers": {
+            "Idempotency-Key": ["Must be 1 to 255 visible ASCII characters (a UUID is a good key)."]
+        }
+    }
     assert rows(app, Task) == []
 
 
-def test_the_longest_key_is_accepted(alice):
+def test_the_longest_key_is_accepted(app, alice):
     assert post(alice, key="~" * 255).status_code == 201
+    assert [record.key for record in rows(app, IdempotencyKey)] == ["~" * 255]
 
 
 def test_a_refused_request_stores_nothing_so_the_key_can_be_retried(app, alice):
@@ -214,12 +223,34 @@ def _waiting_on_a_lock(app):
         )
 
 
+def _start_and_wait_for_its_first_write(app, thread):
+    """Start `thread` (a POST with a key) and return once its first write on the key
+    table has begun: on SQLite it then waits for the write lock another request
+    holds (the DELETE of an expired record comes before the INSERT)."""
+    writing = threading.Event()
+
+    def began(conn, cursor, statement, *args):
+        if threading.current_thread() is thread and statement.startswith(
+            ("DELETE FROM idempotency_keys", "INSERT INTO idempotency_keys")
+        ):
+            writing.set()
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", began)
+    try:
+        thread.start()
+        assert writing.wait(20), "the request never began its write"
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", began)
+
+
 def test_the_unique_key_decides_a_race_the_python_check_missed(
     app, backend, client_for, monkeypatch
 ):
     """B's lookup misses A's uncommitted key (as in a real race); B's INSERT of the
-    same key then waits for A's transaction, fails on the primary key, and B
-    replays A's answer. One task."""
+    same key then waits for A's transaction (on SQLite, its first write does: writers
+    are serialised), fails on the primary key, and B replays A's answer. One task."""
     a_flushed, release = threading.Event(), threading.Event()
     original_headers = task_resources.created_headers
     original_live = idempotency._live
@@ -250,13 +281,15 @@ def test_the_unique_key_decides_a_race_the_python_check_missed(
     threads["a"].start()
     assert a_flushed.wait(20)
     threads["b"] = threading.Thread(target=send, args=("b",))
-    threads["b"].start()
     if backend == "postgresql":
+        threads["b"].start()
         # Proof that B is inside its INSERT, blocked by A's uncommitted key.
         deadline = time.monotonic() + 20
         while not _waiting_on_a_lock(app) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _waiting_on_a_lock(app) == 1
+    else:
+        _start_and_wait_for_its_first_write(app, threads["b"])
     release.set()
     threads["a"].join(30)
     threads["b"].join(30)
@@ -269,7 +302,7 @@ def test_the_unique_key_decides_a_race_the_python_check_missed(
     assert len(rows(app, Task)) == 1
 
 
-def test_migrations_0002_to_0004_upgrade_downgrade_and_upgrade_again(backend, tmp_path):
+def test_migrations_after_0001_downgrade_and_upgrade_again(backend, tmp_path):
     name = f"todo_migrations_{uuid.uuid4().hex[:12]}"
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'migrations.sqlite3'}"

@@ -76,7 +76,7 @@ def test_an_error_line_carries_its_code_and_request_id(app, log_output):
     )
 
     (entry,) = lines(buffer)
-    assert entry["status"] == 401
+    assert response.status_code == entry["status"] == 401
     assert entry["error_code"] == "INVALID_TOKEN"
     assert entry["request_id"] == response.json["error"]["request_id"]
     assert entry["user_id"] is None
@@ -86,11 +86,12 @@ def test_an_error_line_carries_its_code_and_request_id(app, log_output):
 def test_unknown_paths_log_no_route_template(app, log_output):
     buffer = log_output()
 
-    app.test_client().get("/no/such/path")
+    response = app.test_client().get("/no/such/path")
 
     (entry,) = lines(buffer)
     assert entry["route"] is None
-    assert entry["error_code"] == "NOT_FOUND"
+    assert (entry["status"], entry["error_code"]) == (404, "NOT_FOUND")
+    assert entry["request_id"] == response.headers["X-Request-ID"]
 
 
 def test_a_500_has_its_stack_trace_in_the_log_only(make_app, log_output):
@@ -135,7 +136,7 @@ def test_text_format_for_local_development(make_app, log_output):
     assert line.endswith("INFO todo.access [req-text] GET /healthz 200")
 
 
-def test_a_database_error_logs_no_parameter_values(make_app, log_output):
+def test_a_database_error_logs_no_parameter_values(make_app, log_output, backend):
     app = make_app(PROPAGATE_EXCEPTIONS=False)
 
     users_text = "users-" + "text"  # not literally on the line that the stack trace quotes
@@ -147,9 +148,16 @@ def test_a_database_error_logs_no_parameter_values(make_app, log_output):
     buffer = log_output()
     response = app.test_client().get("/bad-query")
 
-    assert response.status_code in (500, 503)  # PostgreSQL: ProgrammingError; SQLite: Operational
     text = buffer.getvalue()
-    assert "no_such_table" in text or "OperationalError" in text
+    logged = lines(buffer)
+    if backend == "postgresql":  # UndefinedTable, a ProgrammingError: a bug, 500
+        assert response.status_code == 500
+        assert [entry["level"] for entry in logged] == ["ERROR", "ERROR"]
+        assert 'psycopg.errors.UndefinedTable: relation "no_such_table"' in logged[0]["exception"]
+    else:  # sqlite3 reports a missing table as an OperationalError, which is a 503
+        assert response.status_code == 503
+        assert logged[0]["message"] == "database unavailable: OperationalError"
+    assert logged[-1]["status"] == response.status_code
     assert "users-text" not in text
 
 

@@ -12,7 +12,7 @@ from todo import admin, rls, seeding
 from todo import tasks as task_service
 from todo.extensions import db
 from todo.models import USER_ID_MAX, Task, TaskRevision
-from todo.pagecache import PageCache
+from todo.pagecache import ENTRY_OVERHEAD_BYTES, PageCache
 
 # PageCache on its own
 
@@ -67,20 +67,29 @@ def test_many_tiny_pages_with_the_longest_keys_stay_within_the_bound_in_memory()
     bound = 2**20
     pages = PageCache(max_bytes=bound)
     longest_user = "\U0001f600" * USER_ID_MAX
+
+    def key(n):
+        search = "\U0001f600" * 195 + f"{n:05d}"  # the longest `q`, 4-byte characters
+        after = ("\U0001f600" * 250, uuid.UUID(int=n))  # from a cursor of 1000 characters
+        return (longest_user, "all", search, "title", 1000, after)
+
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for n in range(3000):
-            search = "\U0001f600" * 195 + f"{n:05d}"  # the longest `q`, 4-byte characters
-            after = ("\U0001f600" * 250, uuid.uuid4())  # from a cursor of 1000 characters
-            key = (longest_user, "all", search, "title", 1000, after)
             page = task_service.TaskPage(b"[]", count=0, total=0, limit=1000, next_cursor=None)
-            pages.put(key, 1, page, len(page.items_json))
+            pages.put(key(n), 1, page, len(page.items_json))
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
 
-    assert 0 < pages.size <= bound
+    # Each page counts 2 bytes and ENTRY_OVERHEAD_BYTES: 255 of them fit, the newest.
+    entry = 2 + ENTRY_OVERHEAD_BYTES
+    assert bound // entry == 255
+    assert pages.size == 255 * entry
+    assert pages.get(key(3000 - 255), 1) is not None
+    assert pages.get(key(3000 - 256), 1) is None
+    # and what they really take in memory (keys, pages, bookkeeping) stays within it
     assert used <= bound
 
 

@@ -130,25 +130,8 @@ def test_preloaded_workers_get_their_own_connections(database_url, tmp_path):
 # Behind a proxy
 
 
-def test_forwarded_headers_are_ignored_without_a_trusted_proxy(make_app, tmp_path):
-    client = make_app().test_client()
-
-    response = client.post(
-        "/api/alice/tasks",
-        json={"title": "t"},
-        headers={
-            "Authorization": f"Bearer {make_token('alice')}",
-            "X-Forwarded-Proto": "https",
-            "X-Forwarded-Host": "api.example.com",
-            "X-Forwarded-For": "198.51.100.7",
-        },
-    )
-
-    assert response.headers["Location"].startswith("http://localhost/api/alice/tasks/")
-
-
-def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
-    app = make_app(TRUSTED_PROXY_COUNT=1)
+def whoami_route(app):
+    """A /whoami route of `app`; returns what it saw of the last request."""
     seen = {}
 
     @app.get("/whoami")
@@ -158,6 +141,34 @@ def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
         seen["remote_addr"] = request.remote_addr
         return {}
 
+    return seen
+
+
+def test_forwarded_headers_are_ignored_without_a_trusted_proxy(make_app):
+    app = make_app()
+    seen = whoami_route(app)
+    client = app.test_client()
+    forwarded = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "api.example.com",
+        "X-Forwarded-For": "198.51.100.7",
+    }
+
+    response = client.post(
+        "/api/alice/tasks",
+        json={"title": "t"},
+        headers={"Authorization": f"Bearer {make_token('alice')}", **forwarded},
+    )
+    client.get("/whoami", headers=forwarded)
+
+    task_id = response.json["data"]["id"]
+    assert response.headers["Location"] == f"http://localhost/api/alice/tasks/{task_id}"
+    assert seen["remote_addr"] == "127.0.0.1"  # the test client's, not the header's
+
+
+def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
+    app = make_app(TRUSTED_PROXY_COUNT=1)
+    seen = whoami_route(app)
     client = app.test_client()
     forwarded = {
         "X-Forwarded-Proto": "https",
@@ -172,7 +183,8 @@ def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
     )
     client.get("/whoami", headers=forwarded)
 
-    assert response.headers["Location"].startswith("https://api.example.com/api/alice/tasks/")
+    task_id = response.json["data"]["id"]
+    assert response.headers["Location"] == f"https://api.example.com/api/alice/tasks/{task_id}"
     assert seen["remote_addr"] == "198.51.100.7"
 
 

@@ -72,6 +72,7 @@ def test_a_chunked_body_over_the_limit_is_413_and_writes_nothing(server):
     assert status == 413
     assert headers["Content-Type"] == "application/json"
     assert answer["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert answer["error"]["message"] == "The request body is too large."
     assert "too big" not in titles(server)
 
 
@@ -96,6 +97,7 @@ def test_a_token_over_8_kib_is_401_invalid_token_from_the_app(server):
     assert headers["Content-Type"] == "application/json"
     assert headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     assert answer["error"]["code"] == "INVALID_TOKEN"
+    assert answer["error"]["message"] == "The token is too large."  # the app's size check
 
 
 def test_a_next_page_url_with_the_longest_cursor_and_search_is_served(server):

@@ -1,8 +1,10 @@
 """Service endpoints without a token: liveness, readiness, the OpenAPI document and docs"""
 
 import uuid
+from pathlib import Path
 
 import pytest
+import swagger_ui_bundle
 from conftest import base_config, create_postgres_database, drop_postgres_database
 
 from todo import create_app
@@ -79,7 +81,10 @@ def test_readyz_is_503_when_the_database_is_unreachable(unreachable_app):
 
 
 def test_healthz_answers_while_the_database_is_unreachable(unreachable_app):
-    assert unreachable_app.test_client().get("/healthz").status_code == 200
+    response = unreachable_app.test_client().get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json["data"] == {"status": "ok"}
 
 
 def test_api_is_503_when_the_database_is_unreachable(unreachable_app, client_for):
@@ -119,10 +124,12 @@ def test_docs_without_a_token_use_local_assets(anonymous):
 
 
 def test_docs_assets_serve_swagger_ui_locally(anonymous):
+    bundle = Path(swagger_ui_bundle.swagger_ui_path) / "swagger-ui-bundle.js"
+
     with anonymous.get("/docs/assets/swagger-ui-bundle.js") as response:
         assert response.status_code == 200
-        assert "javascript" in response.content_type
-        assert len(response.get_data()) > 100_000
+        assert response.content_type == "text/javascript; charset=utf-8"
+        assert response.get_data() == bundle.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -136,3 +143,23 @@ def test_docs_assets_serve_swagger_ui_locally(anonymous):
 def test_docs_assets_serve_nothing_else(anonymous, path):
     with anonymous.get(path) as response:
         assert response.status_code == 404
+        assert response.content_type == "application/json"
+        assert response.json["error"]["code"] == "NOT_FOUND"
+
+
+def test_an_unsatisfiable_range_on_an_asset_is_416_in_the_envelope(anonymous):
+    """An HTTP error the contract's table does not list keeps its status (not a 500)."""
+    with anonymous.get("/docs/assets/swagger-ui.css") as whole:
+        size = len(whole.get_data())
+
+    response = anonymous.get("/docs/assets/swagger-ui.css", headers={"Range": f"bytes={size}-"})
+
+    assert response.status_code == 416
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+    error = response.json["error"]
+    assert (error["code"], error["message"], error["details"]) == (
+        "REQUESTED_RANGE_NOT_SATISFIABLE",
+        "Requested Range Not Satisfiable",
+        None,
+    )

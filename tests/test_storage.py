@@ -41,6 +41,7 @@ TYPES = {
     },
 }
 NULLABLE = {"description", "completed_at"}
+COMPLETED_AT_CHECK = "ck_tasks_completed_at_iff_completed"
 INDEXES = {
     "ix_tasks_user_created": ["user_id", "created_at", "id"],
     "ix_tasks_user_updated": ["user_id", "updated_at", "id"],
@@ -95,21 +96,41 @@ def raw_row(**values):
     }
 
 
+def check_failed(name):
+    return {
+        "sqlite": f"CHECK constraint failed: {name}",
+        "postgresql": f'new row for relation "tasks" violates check constraint "{name}"',
+    }
+
+
+def not_null_failed(column):
+    return {
+        "sqlite": f"NOT NULL constraint failed: tasks.{column}",
+        "postgresql": f'null value in column "{column}" of relation "tasks"'
+        " violates not-null constraint",
+    }
+
+
 @pytest.mark.parametrize(
-    "values",
+    ("values", "refusal"),
     [
-        {"is_completed": True, "completed_at": None},
-        {"is_completed": False, "completed_at": datetime(2026, 1, 1, tzinfo=UTC)},
-        {"title": ""},
-        {"title": None},
-        {"user_id": None},
+        ({"is_completed": True, "completed_at": None}, check_failed(COMPLETED_AT_CHECK)),
+        (
+            {"is_completed": False, "completed_at": datetime(2026, 1, 1, tzinfo=UTC)},
+            check_failed(COMPLETED_AT_CHECK),
+        ),
+        ({"title": ""}, check_failed("ck_tasks_title_length")),
+        ({"title": None}, not_null_failed("title")),
+        ({"user_id": None}, not_null_failed("user_id")),
     ],
 )
-def test_the_database_refuses_inconsistent_rows(app, values):
+def test_the_database_refuses_inconsistent_rows(app, backend, values, refusal):
     with app.app_context(), every_row():
-        with pytest.raises(sa.exc.IntegrityError):
+        with pytest.raises(sa.exc.IntegrityError) as raised:
             db.session.execute(sa.insert(Task.__table__).values(**raw_row(**values)))
             db.session.commit()
+        # each row is refused by the rule it breaks, not by another one
+        assert str(raised.value.orig).splitlines()[0] == refusal[backend]
         db.session.rollback()
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
 
@@ -126,15 +147,24 @@ def test_the_database_accepts_consistent_rows(app):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 2
 
 
-def test_the_same_id_for_two_users_is_two_rows_but_not_twice_for_one(app):
+def test_the_same_id_for_two_users_is_two_rows_but_not_twice_for_one(app, backend):
     task_id = uuid.uuid4()
     with app.app_context(), every_row():
         db.session.execute(sa.insert(Task.__table__).values(**raw_row(id=task_id)))
         db.session.execute(sa.insert(Task.__table__).values(**raw_row(id=task_id, user_id="bob")))
         db.session.commit()
-        with pytest.raises(sa.exc.IntegrityError):
+        with pytest.raises(sa.exc.IntegrityError) as raised:
             db.session.execute(sa.insert(Task.__table__).values(**raw_row(id=task_id)))
         db.session.rollback()
+        assert (
+            str(raised.value.orig).splitlines()[0]
+            == {
+                "sqlite": "UNIQUE constraint failed: tasks.user_id, tasks.id",
+                "postgresql": 'duplicate key value violates unique constraint "pk_tasks"',
+            }[backend]
+        )
+        owners = db.session.scalars(sa.select(Task.user_id).where(Task.id == task_id))
+        assert sorted(owners) == ["alice", "bob"]
 
 
 def test_times_come_back_utc_with_z_and_microseconds(app, alice):

@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from helpers import TASK_FIELDS, TIME, UUID, count, create, row, rows
+from helpers import TASK_FIELDS, TIME, UUID, count, create, iso, row, rows
 
 READ_ONLY = {
     "id": "00000000-0000-4000-8000-000000000000",
@@ -64,15 +64,16 @@ def test_create_completed_sets_completed_at(app, alice):
     assert TIME.match(task["completed_at"])
     assert task["completed_at"] == task["created_at"]
     assert task["description"] == "2 litres"
-    assert row(app, task["id"])["completed_at"] is not None
+    assert iso(row(app, task["id"])["completed_at"]) == task["completed_at"]
 
 
 def test_create_ignores_read_only_fields(app, alice):
     task = create(alice, title="Sent back", **READ_ONLY)
 
-    assert task["id"] != READ_ONLY["id"]
+    assert task["id"] != READ_ONLY["id"] and UUID.match(task["id"])
     assert task["user_id"] == "alice"
-    assert task["created_at"] != READ_ONLY["created_at"]
+    stored = row(app, task["id"])
+    assert task["created_at"] == iso(stored["created_at"]) > READ_ONLY["created_at"]
     assert task["updated_at"] == task["created_at"]
     assert task["completed_at"] is None  # is_completed defaults to false
     assert [r["user_id"] for r in rows(app)] == ["alice"]
@@ -82,6 +83,7 @@ def test_create_completed_with_a_null_completed_at_still_sets_it(alice):
     task = create(alice, is_completed=True, completed_at=None)
 
     assert TIME.match(task["completed_at"])
+    assert task["completed_at"] == task["created_at"]
 
 
 # GET one
@@ -122,6 +124,7 @@ def test_another_users_task_is_404_through_ones_own_url(app, alice, bob):
         assert response.json["error"]["code"] == "NOT_FOUND"
     patched = bob.patch(f"/api/bob/tasks/{task['id']}/complete")
     assert patched.status_code == 404
+    assert patched.json["error"]["code"] == "NOT_FOUND"
     assert row(app, task["id"]) == before
 
 
@@ -197,7 +200,7 @@ def test_put_that_changes_nothing_keeps_updated_at(alice):
 @pytest.mark.parametrize("is_completed", [True, False])
 def test_complete_ignores_read_only_fields(app, alice, is_completed):
     task = create(alice)
-    alice.patch(url(task, "/complete"))
+    completed = alice.patch(url(task, "/complete")).json["data"]
 
     response = alice.patch(url(task, "/complete"), json={**READ_ONLY, "is_completed": is_completed})
 
@@ -206,8 +209,8 @@ def test_complete_ignores_read_only_fields(app, alice, is_completed):
     assert (data["id"], data["user_id"]) == (task["id"], "alice")
     assert data["created_at"] == task["created_at"]
     assert data["is_completed"] is is_completed
-    assert (data["completed_at"] is not None) is is_completed
-    assert data["completed_at"] != READ_ONLY["completed_at"]
+    # completing again keeps the first completed_at; reopening clears it
+    assert data["completed_at"] == (completed["completed_at"] if is_completed else None)
     assert row(app, task["id"])["is_completed"] is is_completed
 
 
@@ -223,8 +226,8 @@ def test_put_ignores_read_only_fields(app, alice):
     assert data["user_id"] == "alice"
     assert data["created_at"] == task["created_at"]
     assert data["completed_at"] is None
-    assert data["updated_at"] not in (task["updated_at"], READ_ONLY["updated_at"])
     after = row(app, task["id"])
+    assert data["updated_at"] == iso(after["updated_at"]) > task["updated_at"]
     assert after["created_at"] == before["created_at"]
     assert after["completed_at"] is None
     assert [r["id"] for r in rows(app)] == [uuid.UUID(task["id"])]
@@ -254,7 +257,8 @@ def test_patch_without_body_completes(app, alice):
     assert TIME.match(data["completed_at"])
     assert data["completed_at"] == data["updated_at"]
     stored = row(app, task["id"])
-    assert stored["is_completed"] is True and stored["completed_at"] is not None
+    assert stored["is_completed"] is True
+    assert iso(stored["completed_at"]) == data["completed_at"]
 
 
 def test_patch_with_empty_object_completes(alice):
@@ -263,7 +267,9 @@ def test_patch_with_empty_object_completes(alice):
     response = alice.patch(url(task, "/complete"), json={})
 
     assert response.status_code == 200
-    assert response.json["data"]["is_completed"] is True
+    data = response.json["data"]
+    assert data["is_completed"] is True
+    assert TIME.match(data["completed_at"]) and data["completed_at"] == data["updated_at"]
 
 
 def test_patch_with_true_completes(alice):
@@ -271,7 +277,10 @@ def test_patch_with_true_completes(alice):
 
     response = alice.patch(url(task, "/complete"), json={"is_completed": True})
 
-    assert response.json["data"]["is_completed"] is True
+    assert response.status_code == 200
+    data = response.json["data"]
+    assert data["is_completed"] is True
+    assert TIME.match(data["completed_at"]) and data["completed_at"] == data["updated_at"]
 
 
 def test_patch_complete_is_idempotent(alice):

@@ -252,7 +252,8 @@ class Api(flask_smorest.Api):
             headers.setdefault("Retry-After", RETRY_AFTER_SECONDS)
         message = data.get("message") or ERROR_MESSAGES.get(code)
         if message is None:
-            message = http.HTTPStatus(code).phrase if code in http.HTTPStatus else "Error."
+            status = _status(code)
+            message = status.phrase if status else "Error."
         error_code = data.get("error_code") or ERROR_CODES.get(code) or _code_name(code)
         return error_envelope(error_code, message, _details(data)), code, headers
 
@@ -283,5 +284,14 @@ def _http_error(code, **data):
     return error
 
 
+def _status(code):
+    # Not `code in http.HTTPStatus`: before Python 3.12 that raises TypeError for an int.
+    try:
+        return http.HTTPStatus(code)
+    except ValueError:
+        return None
+
+
 def _code_name(code):
-    return http.HTTPStatus(code).name if code in http.HTTPStatus else "ERROR"
+    status = _status(code)
+    return status.name if status else "ERROR"

@@ -47,6 +47,7 @@ def test_another_users_task_and_a_missing_one_answer_alike(alice, bob, create, i
         headers = {k: v for k, v in response.headers if k not in ("X-Request-ID",)}
         return response.status_code, error, headers
 
+    assert theirs.status_code == 404
     assert shape(theirs) == shape(missing)
 
 
@@ -78,19 +79,21 @@ def test_lists_never_show_another_users_tasks(alice, bob, create):
     for n in range(3):
         create(alice, "alice", f"shared word alice {n}", is_completed=n == 0)
         create(bob, "bob", f"shared word bob {n}", is_completed=n == 0)
-    queries = [
-        "",
-        "?status=completed",
-        "?status=pending",
-        "?q=shared",
-        "?q=bob",
-        "?sort=title",
-        "?sort=-updated_at&limit=1",
-    ]
-    for query in queries:
+    mine = [f"shared word alice {n}" for n in range(3)]
+    queries = {  # query: (alice's titles it lists, in order; total), bob's match too
+        "": (mine[::-1], 3),
+        "?status=completed": (mine[:1], 1),
+        "?status=pending": (mine[:0:-1], 2),
+        "?q=shared": (mine[::-1], 3),
+        "?q=bob": ([], 0),
+        "?sort=title": (mine, 3),
+        "?sort=-updated_at&limit=1": (mine[-1:], 3),
+    }
+    for query, (titles, total) in queries.items():
         page = alice.get(f"/api/alice/tasks{query}").json
-        assert {task["user_id"] for task in page["data"]} <= {"alice"}, query
-        assert all("bob" not in task["title"] for task in page["data"]), query
+        assert [task["title"] for task in page["data"]] == titles, query
+        assert [task["user_id"] for task in page["data"]] == ["alice"] * len(titles), query
+        assert page["meta"]["total"] == total, query
 
     # walk every page through the cursors: still only alice's, and all of them
     seen, url = [], "/api/alice/tasks?limit=1"
@@ -104,15 +107,17 @@ def test_lists_never_show_another_users_tasks(alice, bob, create):
 
 
 def test_a_cursor_from_another_user_reveals_nothing(alice, bob, create):
+    create(alice, "alice", "alice 0")
     for n in range(3):
         create(bob, "bob", f"bob {n}")
-    create(alice, "alice", "alice 0")
     create(alice, "alice", "alice 1")
     bobs_cursor = bob.get("/api/bob/tasks?limit=1").json["meta"]["next_cursor"]
 
     response = alice.get(f"/api/alice/tasks?limit=1&cursor={bobs_cursor}")
 
-    # a cursor only positions a page (it names no user): the page is still alice's
+    # a cursor only positions a page (it names no user): the page is still alice's,
+    # her tasks older than bob's newest
     assert response.status_code == 200
-    assert {task["user_id"] for task in response.json["data"]} <= {"alice"}
+    assert [(t["user_id"], t["title"]) for t in response.json["data"]] == [("alice", "alice 0")]
     assert response.json["meta"]["total"] == 2
+    assert response.json["meta"]["next_cursor"] is None

@@ -59,6 +59,9 @@ def test_authentication_comes_before_404_and_400(app, index):
     method, path, _ = operations("alice", "not-a-task")[index]
     response = send(client, method, path, {"unknown": "field", "title": ""})
     assert response.status_code == 401
+    assert response.json["error"]["code"] == "AUTHENTICATION_REQUIRED"
+    assert response.json["error"]["details"] is None
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_token_in_the_query_string_or_a_cookie_is_not_accepted(app):
@@ -66,10 +69,14 @@ def test_token_in_the_query_string_or_a_cookie_is_not_accepted(app):
     client = app.test_client()
     client.set_cookie("token", token)
     for url in (f"/api/alice/tasks?access_token={token}", "/api/alice/tasks"):
-        assert client.get(url).status_code == 401
+        response = client.get(url)
+        assert response.status_code == 401, url
+        assert response.json["error"]["code"] == "AUTHENTICATION_REQUIRED", url
 
 
 def test_a_token_for_another_user_is_403_not_a_way_in(client_for, create):
     create(client_for("bob"), "bob")
     response = client_for("alice").get(f"/api/bob/tasks/{uuid.uuid4()}")
     assert response.status_code == 403
+    assert response.json["error"]["code"] == "FORBIDDEN"
+    assert response.json["error"]["message"] == "This token may not act for that user."

@@ -1,7 +1,11 @@
 """OWASP API3, broken object property-level authorisation: a body never sets the
 owner, the id, or the server's timestamps, and answers show only the eight fields"""
 
+from datetime import UTC, datetime
+
 import pytest
+
+from tests.helpers import iso
 
 TASK_FIELDS = {
     "id", "user_id", "title", "description", "is_completed",
@@ -16,15 +20,22 @@ FORGED = {
 }
 
 
+def now():
+    return iso(datetime.now(UTC))
+
+
 def test_create_ignores_owner_id_and_timestamps(alice, bob):
+    before = now()
     response = alice.post("/api/alice/tasks", json={"title": "mine", **FORGED})
+    after = now()
 
     assert response.status_code == 201
     task = response.json["data"]
     assert set(task) == TASK_FIELDS
     assert task["user_id"] == "alice"
     assert task["id"] != FORGED["id"]
-    assert task["created_at"] > "2020" and task["updated_at"] == task["created_at"]
+    assert before <= task["created_at"] <= after  # the server's clock, not the body's
+    assert task["updated_at"] == task["created_at"]
     assert task["completed_at"] is None and task["is_completed"] is False
     assert bob.get("/api/bob/tasks").json["meta"]["total"] == 0
     assert alice.get(f"/api/alice/tasks/{FORGED['id']}").status_code == 404
@@ -33,17 +44,19 @@ def test_create_ignores_owner_id_and_timestamps(alice, bob):
 def test_put_ignores_owner_id_and_timestamps(alice, bob, create):
     task = create(alice, "alice", "before")
 
+    before = now()
     response = alice.put(
         f"/api/alice/tasks/{task['id']}",
         json={"title": "after", "is_completed": True, **FORGED},
     )
+    after = now()
 
     assert response.status_code == 200
     updated = response.json["data"]
     assert updated["id"] == task["id"] and updated["user_id"] == "alice"
     assert updated["created_at"] == task["created_at"]
-    assert updated["updated_at"] > task["updated_at"]
-    assert updated["completed_at"] > "2020"  # set by the server, not the body
+    assert before <= updated["updated_at"] <= after
+    assert updated["completed_at"] == updated["updated_at"]  # set by the server, not the body
     assert bob.get("/api/bob/tasks").json["meta"]["total"] == 0
 
 
@@ -68,12 +81,15 @@ def test_complete_refuses_unknown_fields(alice, create):
 def test_complete_ignores_the_read_only_fields_it_is_sent(alice, bob, create, body):
     # The contract: every body accepts and ignores a task's read-only fields.
     task = create(alice, "alice")
+    before = now()
     response = alice.patch(f"/api/alice/tasks/{task['id']}/complete", json=body)
+    after = now()
     assert response.status_code == 200
     completed = response.json["data"]
     assert (completed["id"], completed["user_id"]) == (task["id"], "alice")
     assert completed["is_completed"] is True
-    assert completed["completed_at"] > "2020"  # set by the server, not the body
+    assert before <= completed["completed_at"] <= after  # set by the server, not the body
+    assert completed["completed_at"] == completed["updated_at"]
     assert bob.get("/api/bob/tasks").json["meta"]["total"] == 0
 
 
@@ -84,6 +100,9 @@ def test_unknown_properties_are_refused(alice, create, field):
     updated = alice.put(f"/api/alice/tasks/{task['id']}", json={"title": "x", field: 1})
     assert (created.status_code, updated.status_code) == (400, 400)
     assert created.json["error"]["details"] == {"json": {field: ["Unknown field."]}}
+    assert updated.json["error"]["details"] == {"json": {field: ["Unknown field."]}}
+    assert alice.get(f"/api/alice/tasks/{task['id']}").json["data"] == task
+    assert alice.get("/api/alice/tasks").json["meta"]["total"] == 1
 
 
 def test_answers_show_exactly_the_eight_fields(alice, create):

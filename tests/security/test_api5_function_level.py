@@ -43,7 +43,9 @@ def test_preflight_needs_no_token_and_returns_no_data(make_app):
         headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"},
     )
     assert response.status_code == 200
-    assert b"data" not in response.data
+    assert response.data == b""
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "WWW-Authenticate" not in response.headers
 
 
 def test_head_is_authenticated_like_get(app):

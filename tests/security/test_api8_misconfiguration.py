@@ -31,15 +31,19 @@ def preflight(app, origin, method="PUT", headers="Authorization, Content-Type"):
 def test_cors_allows_the_listed_origin(cors_app, alice):
     response = preflight(cors_app, APP_ORIGIN, headers="Authorization, If-Match")
     assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
-    allowed = response.headers["Access-Control-Allow-Headers"].lower()
-    assert "authorization" in allowed and "if-match" in allowed
+    assert response.headers["Access-Control-Allow-Headers"] == "Authorization, If-Match"
 
     client = cors_app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = alice.environ_base["HTTP_AUTHORIZATION"]
     response = client.get("/api/alice/tasks", headers={"Origin": APP_ORIGIN})
     assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
     exposed = response.headers["Access-Control-Expose-Headers"]
-    assert {"ETag", "Location", "X-Request-ID"} <= {h.strip() for h in exposed.split(",")}
+    assert {h.strip() for h in exposed.split(",")} == {
+        "ETag",
+        "Idempotent-Replayed",
+        "Location",
+        "X-Request-ID",
+    }
 
 
 @pytest.mark.parametrize(
@@ -64,22 +68,26 @@ def test_no_cors_at_all_by_default(app):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"JWT_SECRET": None}, "set JWT_SECRET or JWT_JWKS_URL"),
+        ({"JWT_SECRET": None}, "set JWT_SECRET or JWT_JWKS_URL: no token can be verified"),
         ({"JWT_SECRET": "short-secret"}, "JWT_SECRET must be at least 32 bytes"),
         ({"JWT_SECRET_PREVIOUS": "short"}, "JWT_SECRET_PREVIOUS must be at least 32 bytes"),
-        ({"DATABASE_URL": "sqlite:///prod.sqlite3"}, "needs PostgreSQL"),
-        ({"DATABASE_URL": None}, "DATABASE_URL is required"),
-        ({"JWT_ALGORITHMS": ["none"]}, "unsupported algorithm"),
+        (
+            {"DATABASE_URL": "sqlite:///prod.sqlite3"},
+            "ENVIRONMENT=production needs PostgreSQL, not SQLite",
+        ),
+        ({"DATABASE_URL": None}, "DATABASE_URL is required when ENVIRONMENT=production"),
+        ({"JWT_ALGORITHMS": ["none"]}, "JWT_ALGORITHMS: unsupported algorithm(s) none"),
         (
             {"JWT_SECRET": None, "JWT_JWKS_URL": "https://app.example.com/api/auth/jwks"},
-            "set SECRET_KEY",
+            "set SECRET_KEY (it signs list cursors) when only JWT_JWKS_URL is set",
         ),
     ],
 )
 def test_production_refuses_weak_settings(settings, message):
     config = {**base_config(PG_URL), "TESTING": False, "ENVIRONMENT": "production"}
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as raised:
         create_app({**config, "SECRET_KEY": None, **settings})
+    assert str(raised.value) == message
 
 
 def test_production_starts_with_sound_settings():
@@ -99,13 +107,25 @@ def test_errors_show_no_debug_page_or_traceback(make_app):
     def aborted():
         abort(418)
 
-    response = app.test_client().get("/boom")
+    client = app.test_client()
+    response = client.get("/boom")
     assert response.status_code == 500
     assert response.headers["Content-Type"] == "application/json"
     assert response.json["error"]["code"] == "INTERNAL_ERROR"
+    assert response.json["error"]["message"] == "An internal error occurred."
     text = response.get_data(as_text=True)
     for leak in ("Traceback", "hunter2", "RuntimeError", "app.py", "werkzeug", "<html"):
         assert leak not in text
+
+    # An HTTP error outside the contract's table keeps its own status, in the envelope.
+    teapot = client.get("/abort")
+    assert teapot.status_code == 418
+    assert teapot.headers["Content-Type"] == "application/json"
+    assert (teapot.json["error"]["code"], teapot.json["error"]["message"]) == (
+        "IM_A_TEAPOT",
+        "I'm a Teapot",
+    )
+    assert "<html" not in teapot.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("path", ["/nope", "/api/alice/tasks/x/y", "/console", "/.env"])

@@ -56,6 +56,7 @@ def test_hostile_task_ids_are_404(alice, create, task_id):
             json={"title": "x"} if method == "PUT" else None,
         )
         assert response.status_code == 404, (method, task_id)
+        assert response.json["error"]["code"] == "NOT_FOUND", (method, task_id)
     assert alice.get("/api/alice/tasks").json["meta"]["total"] == 1
 
 
@@ -70,10 +71,20 @@ def test_hostile_user_ids_are_opaque_strings(client_for, create, user):
     assert client_for("alice").get("/api/alice/tasks").json["meta"]["total"] == 1
 
 
-@pytest.mark.parametrize("query", ["sort=title;DROP TABLE tasks", "status=all' OR '1'='1",
-                                   "sort=(SELECT 1)", "limit=1 OR 1=1"])  # fmt: skip
-def test_hostile_list_parameters_are_400(alice, query):
-    assert alice.get(f"/api/alice/tasks?{query}").status_code == 400
+SORTS = "Must be one of: -created_at, created_at, -updated_at, updated_at, title, -title."
+
+
+@pytest.mark.parametrize(
+    ("query", "details"),
+    [("sort=title;DROP TABLE tasks", {"sort": [SORTS]}),
+     ("status=all' OR '1'='1", {"status": ["Must be one of: all, pending, completed."]}),
+     ("sort=(SELECT 1)", {"sort": [SORTS]}),
+     ("limit=1 OR 1=1", {"limit": ["Not a valid integer."]})],
+)  # fmt: skip
+def test_hostile_list_parameters_are_400(alice, query, details):
+    response = alice.get(f"/api/alice/tasks?{query}")
+    assert response.status_code == 400
+    assert response.json["error"]["details"] == {"query": details}
 
 
 def test_hostile_token_claims_are_data(app):

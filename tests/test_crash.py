@@ -5,6 +5,7 @@ be in flight at the moment of the signal by blocking it on a lock that the test
 holds from a superuser connection, and checked with pg_stat_activity.
 """
 
+import http.client
 import os
 import signal
 import threading
@@ -64,7 +65,9 @@ class PostStream:
                 status, _, body = self.gunicorn.request(
                     "POST", "/api/alice/tasks", {"title": f"stream {n}-{i}"}, TOKEN
                 )
-            except OSError as error:  # the worker died under this request
+            # The worker died under this request: before its answer (OSError), or
+            # between the answer's headers and its body (IncompleteRead).
+            except (OSError, http.client.HTTPException) as error:
                 with self.lock:
                     self.failures.append(repr(error))
                 continue

@@ -22,7 +22,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from todo import admin, bench, devtokens, doctor, idempotency, rls, seeding, stats, transfer
-from todo.models import USER_ID_MAX, unstorable
+from todo.models import user_id_problem
 
 tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
 
@@ -67,11 +67,9 @@ def parse_ttl(value: str):
 def _user_id(ctx, param, value):
     values = value if isinstance(value, tuple) else (value,)
     for user_id in values:
-        if user_id is not None and not 1 <= len(user_id) <= USER_ID_MAX:
-            raise click.BadParameter(f"must be 1 to {USER_ID_MAX} characters")
-        # Bytes that are not UTF-8 reach Python as lone surrogates: no backend stores those.
-        if user_id is not None and unstorable(user_id):
-            raise click.BadParameter("must be UTF-8 text without NUL characters")
+        problem = user_id is not None and user_id_problem(user_id)
+        if problem:
+            raise click.BadParameter(f"must be {problem}")
     return value
 
 

@@ -20,7 +20,7 @@ from flask_smorest import abort
 from jwt.exceptions import PyJWKClientError
 
 from todo.config import HMAC_ALGORITHMS, ConfigError
-from todo.models import USER_ID_MAX, unstorable
+from todo.models import user_id_problem
 
 MAX_TOKEN_BYTES = 8192
 VERIFIED_TOKENS_KEPT = 4096  # per worker; about 1 KiB each
@@ -264,11 +264,7 @@ class TokenVerifier:
         except jwt.PyJWTError:  # InvalidTokenError, or InvalidKeyError for a weak key
             raise TokenError("INVALID_TOKEN", "The token is not valid.") from None
         user_id = claims[self.user_claim]
-        if (
-            not isinstance(user_id, str)
-            or not 1 <= len(user_id) <= USER_ID_MAX
-            or unstorable(user_id)
-        ):
+        if not isinstance(user_id, str) or user_id_problem(user_id):
             raise TokenError("INVALID_TOKEN", "The token's user claim is not a valid user id.")
         return user_id, claims["exp"]
 

@@ -32,7 +32,7 @@ import todo
 from todo import devtokens, seeding
 from todo.admin import OperatorError
 from todo.extensions import db
-from todo.models import USER_ID_MAX, Task, unstorable
+from todo.models import Task, user_id_problem
 from todo.stats import percentile
 
 MAX_SECONDS = 600
@@ -125,8 +125,7 @@ def _usable(user_id: str, token) -> bool:
     """A user id the API accepts, and a token that a header can carry (a JWT is
     base64url and dots)."""
     return (
-        1 <= len(user_id) <= USER_ID_MAX
-        and not unstorable(user_id)
+        not user_id_problem(user_id)
         and isinstance(token, str)
         and TOKEN.fullmatch(token) is not None
     )

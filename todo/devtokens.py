@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from todo.models import unstorable
+from todo.models import user_id_problem
 
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=3650)
@@ -41,10 +41,9 @@ def signing_algorithm(config) -> str:
 def mint(config, user_id: str, ttl: timedelta) -> str:
     """A token for `user_id` that this configuration's API accepts for `ttl`."""
     algorithm = signing_algorithm(config)
-    if not 1 <= len(user_id) <= 255:
-        raise TokenRefused("--user-id must be 1 to 255 characters")
-    if unstorable(user_id):  # the API refuses such a token's user
-        raise TokenRefused("--user-id must be UTF-8 text without NUL characters")
+    problem = user_id_problem(user_id)  # the API would refuse the token's user
+    if problem:
+        raise TokenRefused(f"--user-id must be {problem}")
     now = datetime.now(UTC)
     claims = {config["JWT_USER_CLAIM"]: user_id, "iat": now, "exp": now + ttl}
     if config["JWT_ISSUER"]:

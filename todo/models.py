@@ -32,6 +32,16 @@ def unstorable(text: str) -> str | None:
     return None
 
 
+def user_id_problem(user_id: str) -> str | None:
+    """Why `user_id` cannot be a user's id (as a phrase after "must be"), else None.
+    Bytes that are not UTF-8 reach Python as lone surrogates: no backend stores those."""
+    if not 1 <= len(user_id) <= USER_ID_MAX:
+        return f"1 to {USER_ID_MAX} characters"
+    if unstorable(user_id):
+        return "UTF-8 text without NUL characters"
+    return None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -242,7 +242,7 @@ def test_production_refusals(clean_env, config, message):
             "CORS_ORIGINS: 'https://*.example.com': the host must be a name or an address,"
             " not a pattern",
         ),
-        (["http://[::1"], "CORS_ORIGINS: 'http://[::1' has a bad host or port"),
+        (["http://[::1"], "CORS_ORIGINS: 'http://[::1' is not scheme://host[:port]"),
         (
             ["https://app.example:"],
             "CORS_ORIGINS: 'https://app.example:' is not scheme://host[:port]",
@@ -258,7 +258,7 @@ def test_production_refusals(clean_env, config, message):
         ),
         (
             ["https://app.example:99999"],
-            "CORS_ORIGINS: 'https://app.example:99999' has a bad host or port",
+            "CORS_ORIGINS: 'https://app.example:99999' is not scheme://host[:port]",
         ),
     ],
 )

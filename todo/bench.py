@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import sqlalchemy as sa
 import urllib3
@@ -31,6 +31,7 @@ import urllib3
 import todo
 from todo import devtokens, seeding
 from todo.admin import OperatorError
+from todo.config import http_url
 from todo.extensions import db
 from todo.models import Task, user_id_problem
 from todo.stats import percentile
@@ -62,12 +63,8 @@ CONFIG_ENV = (
 
 def check_url(url: str, allow_remote: bool) -> str:
     """The base URL without a trailing slash; OperatorError unless http(s) on loopback."""
-    try:
-        parts = urlsplit(url)  # raises on a bad [IPv6] host
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = http_url(url)
+    if parts is None:
         raise OperatorError(f"--url {url!r} is not an http(s)://host[:port] URL")
     if parts.hostname not in LOOPBACK and not allow_remote:
         raise OperatorError(

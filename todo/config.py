@@ -6,7 +6,7 @@ import re
 import secrets
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import sqlalchemy as sa
 
@@ -29,6 +29,17 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 HOST_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 
 
+def http_url(url: str) -> SplitResult | None:
+    """`url` split, when it is http(s)://host[:port]...; None for anything else,
+    a bad [IPv6] host or port included (urlsplit and .port raise on those)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
+
+
 def origin_problem(origin: str) -> str | None:
     """Why `origin` is not an origin such as https://app.example.com:8443, or None.
 
@@ -36,12 +47,8 @@ def origin_problem(origin: str) -> str | None:
     as a regular expression matched at the start only, which admits
     `https://xexample.com.attacker.net` and not `https://app.example.com`.
     """
-    try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
-        return f"{origin!r} has a bad host or port"
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.netloc.endswith(":"):
+    parts = http_url(origin)
+    if parts is None or parts.netloc.endswith(":"):
         if origin == "*":
             return "'*' lets every site read the answers"
         return f"{origin!r} is not scheme://host[:port]"
@@ -194,15 +201,6 @@ def development_secret(instance_path: str) -> str:
     return path.read_text().strip()
 
 
-def _http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:  # a bad [IPv6] host or port
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 def _finalize_tokens(config: dict, env: str, instance_path: str):
     """Check the JWT_* settings and fill the algorithm allow-list; returns the secret."""
     secret = config["JWT_SECRET"]
@@ -218,7 +216,7 @@ def _finalize_tokens(config: dict, env: str, instance_path: str):
             value = config.get(name)
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
-    if jwks_url and not _http_url(jwks_url):
+    if jwks_url and not http_url(jwks_url):
         raise ConfigError(f"JWT_JWKS_URL must be an http(s) URL, not {jwks_url!r}")
     config["JWT_ALGORITHMS"] = _token_algorithms(config, secret, jwks_url)
     return secret

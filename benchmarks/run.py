@@ -919,31 +919,26 @@ def bench_api(args, env, db_url, tokens, run_dir):
     try:
         data_path = run_dir / "data.tsv"
         export_data(db_url, tokens, data_path)
-        wrk(
-            api.port,
-            "get",
-            max(args.connections),
-            args.warmup,
-            args.threads,
-            data_path,
-            args.timeout,
-        )
-        settle(api.port, db_url)
+
+        def warm_up(scenario):
+            wrk(
+                api.port,
+                scenario,
+                max(args.connections),
+                args.warmup,
+                args.threads,
+                data_path,
+                args.timeout,
+            )
+            settle(api.port, db_url)
+
+        warm_up("get")
         for scenario in args.scenarios:
             if scenario in WARMED:
                 # Every worker keeps list pages per user (todo/pagecache.py): the first
                 # pass over 100 users is a miss in each worker. Measure the steady state;
                 # the mix shows lists read again after writes.
-                wrk(
-                    api.port,
-                    scenario,
-                    max(args.connections),
-                    args.warmup,
-                    args.threads,
-                    data_path,
-                    args.timeout,
-                )
-                settle(api.port, db_url)
+                warm_up(scenario)
             for connections in args.connections:
                 if scenario in NEEDS_IDS:  # fresh ids and states for every run
                     export_data(db_url, tokens, data_path)

@@ -130,7 +130,7 @@ def render(entries, user_id, task_count, server, failures) -> str:
     for entry in entries:
         s = summarize(entry["plan"])
         verb = entry["sql"].split(None, 1)[0].upper()
-        if "count(" in entry["sql"].lower():
+        if entry["sql"].lower().startswith("select count("):
             verb += " count(*)"
         lines.append(
             f"| {entry['endpoint']} | {verb} | {s['execution_ms']} | "

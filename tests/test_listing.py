@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from helpers import EPOCH, TIME, create, insert, rows
 
+from todo import roundtrip
 from todo.schemas import SORTS
 
 LIST = "/api/alice/tasks"
@@ -369,3 +370,41 @@ def test_tasks_of_another_user_never_appear_in_pages(app, alice):
 
     assert ids == mine
     assert len(pages) == 1 and pages[0].json["meta"]["total"] == 1
+
+
+def test_total_is_counted_in_the_snapshot_of_its_page(app, alice, monkeypatch):
+    # A task committed right after the page was read, before anything else: the
+    # page's total must not count it (it did when the total was a second statement).
+    insert(app, titles=["a", "b", "c"], step=timedelta(seconds=1))
+    read = roundtrip.rows
+    sneaked_in = []
+
+    def rows_then_insert(statement, user_id, params, plain=False):
+        found = read(statement, user_id, params, plain)
+        if "row_limit" in params and not sneaked_in:
+            sneaked_in.extend(insert(app, titles=["sneaked in"], created_at=EPOCH))
+        return found
+
+    monkeypatch.setattr(roundtrip, "rows", rows_then_insert)
+    page = alice.get(LIST, query_string={"limit": 2})
+    monkeypatch.undo()
+
+    assert titles(page) == ["c", "b"]
+    assert page.json["meta"]["count"] == 2
+    assert page.json["meta"]["total"] == 3
+    assert page.json["meta"]["next_cursor"] is not None
+    assert len(sneaked_in) == 1
+    assert alice.get(LIST, query_string={"limit": 2}).json["meta"]["total"] == 4
+
+
+def test_a_page_emptied_since_its_cursor_still_counts_the_matches(app, alice):
+    first, second, third = insert(app, titles=["a", "b", "c"], step=timedelta(seconds=1))
+    page = alice.get(LIST, query_string={"limit": 2})
+    assert titles(page) == ["c", "b"]
+    assert alice.delete(f"{LIST}/{first}").status_code == 204
+
+    rest = alice.get(LIST, query_string={"limit": 2, "cursor": page.json["meta"]["next_cursor"]})
+
+    assert rest.status_code == 200
+    assert rest.json["data"] == []
+    assert rest.json["meta"] == {**rest.json["meta"], "count": 0, "total": 2, "next_cursor": None}

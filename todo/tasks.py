@@ -4,8 +4,8 @@ Each statement is one round trip (todo/roundtrip.py), and a request on one task 
 one statement: a write is a single INSERT, UPDATE or DELETE whose WHERE holds the
 ETag check, so the database decides races, and whose RETURNING gives the answer.
 Lists are kept per worker (todo/pagecache.py) and served again while the user's
-revision is unchanged: a list reads the revision, and on a miss its page and (unless
-a first page holds every match) its count.
+revision is unchanged: a list reads the revision, and on a miss its page, whose
+statement also counts the matches, so `total` and the page come from one snapshot.
 """
 
 import functools
@@ -271,14 +271,18 @@ def _like_escaped(text: str) -> str:
 def _page_statement(dialect_name: str, status: str, searching: bool, sort: str, paging: bool):
     """A list page's SELECT (limit + 1 rows: one more tells there is a next page).
 
-    Each row starts with the sort value and the id (the cursor of the last row),
-    then the JSON (PostgreSQL) or the columns task_json reads.
+    Each row starts with the sort value and the id (the cursor of the last row), then
+    the number of all matches (`meta.total`: a subquery that the database runs once,
+    in the page's snapshot), then the JSON (PostgreSQL) or the columns task_json reads.
     """
     sort_key = SORT_KEYS[sort.lstrip("-")]
     descending = sort.startswith("-")
+    filters = _filters(status, searching)
+    total = sa.select(sa.func.count()).select_from(Task).where(*filters).scalar_subquery()
     rest = (TASK_JSON_SQL,) if _on_postgresql(dialect_name) else LISTED_COLUMNS
-    statement = sa.select(sort_key.label("sort_value"), Task.id.label("sort_id"), *rest)
-    statement = statement.where(*_filters(status, searching))
+    statement = sa.select(
+        sort_key.label("sort_value"), Task.id.label("sort_id"), total.label("total"), *rest
+    ).where(*filters)
     if paging:
         position = sa.tuple_(sort_key, Task.id)
         bound = sa.tuple_(
@@ -333,13 +337,15 @@ def _read_page(user_id, *, status, q, sort, limit, after) -> TaskPage:
     statement = _page_statement(dialect_name, status, searching, sort, after is not None)
     rows = roundtrip.rows(statement, user_id, params, plain=True)
     rows, more = rows[:limit], len(rows) > limit
-    if after is None and not more:
-        total = len(rows)  # the first page holds every match: nothing left to count
-    else:
+    if rows:
+        total = rows[0][2]
+    elif after is None:
+        total = 0
+    else:  # a page past the last match (its tasks were deleted since the cursor)
         total = roundtrip.rows(_count_statement(status, searching), user_id, params)[0].total
     next_cursor = cursor.encode(sort, rows[-1][0], rows[-1][1]) if more else None
     if _on_postgresql(dialect_name):
-        items = ",".join([row[2] for row in rows])
+        items = ",".join([row[3] for row in rows])
     else:
         items = ",".join(
             [current_app.json.dumps(task_json(row), separators=COMPACT) for row in rows]

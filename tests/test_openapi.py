@@ -84,6 +84,38 @@ def test_spec_documents_the_error_answers_in_the_envelope(anonymous):
     assert set(error) == {"code", "message", "details", "timestamp", "request_id"}
 
 
+def test_the_user_id_parameter_has_the_contracts_length(anonymous):
+    spec = anonymous.get("/openapi.json").json
+
+    for path in (LIST, ONE, COMPLETE):
+        parameters = spec["paths"][path]["parameters"]
+        assert [p for p in parameters if p["name"] == "user_id"] == [
+            {
+                "in": "path",
+                "name": "user_id",
+                "description": "The token's user (another user's id is 403): an opaque id "
+                "from the identity provider.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "required": True,
+            }
+        ], path
+
+
+def test_a_longer_user_id_is_refused_by_authentication_not_validation(alice, client_for):
+    """The length is only documented: authentication (401), then the URL user (403)
+    come first, as the contract orders them, never a 400 or 404."""
+    url = f"/api/{'u' * 256}/tasks"
+
+    as_alice = alice.get(url)
+    as_that_user = client_for("u" * 256).get(url)
+
+    assert (as_alice.status_code, as_alice.json["error"]["code"]) == (403, "FORBIDDEN")
+    assert (as_that_user.status_code, as_that_user.json["error"]["code"]) == (
+        401,
+        "INVALID_TOKEN",
+    )
+
+
 # Headers: what finish_response, the error handler and the rate limiter put on answers
 
 OPERATIONS = list(ERRORS)  # (method, path) of the six

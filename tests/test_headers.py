@@ -269,3 +269,46 @@ def test_preflight_from_an_unknown_origin_is_not_allowed(cors_app):
 
     assert response.status_code == 200
     assert not [name for name in response.headers.keys() if name.startswith("Access-Control")]
+
+
+@pytest.mark.parametrize("origins", [[ORIGIN], [ORIGIN, "http://localhost:3000"]])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": ORIGIN},
+        {"Origin": "https://evil.example.com"},
+        {},
+        {"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},  # with OPTIONS
+    ],
+    ids=["allowed", "unknown", "without-origin", "preflight"],
+)
+def test_every_cors_answer_varies_by_origin_whatever_the_number_of_origins(
+    make_app, origins, headers
+):
+    """A cache must not hand the answer to one Origin (or to none) to another: with a
+    single origin flask-cors sends no Vary, and never on answers without CORS headers."""
+    client = make_app(CORS_ORIGINS=origins).test_client()
+    method = "OPTIONS" if "Access-Control-Request-Method" in headers else "GET"
+
+    response = client.open(LIST, method=method, headers=headers)
+
+    assert response.status_code == (200 if method == "OPTIONS" else 401)
+    assert response.headers.getlist("Vary") == ["Origin"]
+    allowed = headers.get("Origin") == ORIGIN
+    assert response.headers.get("Access-Control-Allow-Origin") == (ORIGIN if allowed else None)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/openapi.json", "/docs"])
+def test_answers_outside_api_have_no_cors_headers_so_do_not_vary(make_app, path):
+    client = make_app(CORS_ORIGINS=[ORIGIN]).test_client()
+
+    with client.get(path, headers={"Origin": ORIGIN}) as response:
+        assert response.status_code == 200
+        assert "Vary" not in response.headers
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_no_vary_without_cors_origins(anonymous):
+    response = anonymous.get(LIST, headers={"Origin": ORIGIN})
+
+    assert "Vary" not in response.headers

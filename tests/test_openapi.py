@@ -84,14 +84,49 @@ def test_spec_documents_the_error_answers_in_the_envelope(anonymous):
     assert set(error) == {"code", "message", "details", "timestamp", "request_id"}
 
 
+def test_the_user_id_parameter_has_the_contracts_length(anonymous):
+    spec = anonymous.get("/openapi.json").json
+
+    for path in (LIST, ONE, COMPLETE):
+        parameters = spec["paths"][path]["parameters"]
+        assert [p for p in parameters if p["name"] == "user_id"] == [
+            {
+                "in": "path",
+                "name": "user_id",
+                "description": "The token's user (another user's id is 403): an opaque id "
+                "from the identity provider.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "required": True,
+            }
+        ], path
+
+
+def test_a_longer_user_id_is_refused_by_authentication_not_validation(alice, client_for):
+    """The length is only documented: authentication (401), then the URL user (403)
+    come first, as the contract orders them, never a 400 or 404."""
+    url = f"/api/{'u' * 256}/tasks"
+
+    as_alice = alice.get(url)
+    as_that_user = client_for("u" * 256).get(url)
+
+    assert (as_alice.status_code, as_alice.json["error"]["code"]) == (403, "FORBIDDEN")
+    assert (as_that_user.status_code, as_that_user.json["error"]["code"]) == (
+        401,
+        "INVALID_TOKEN",
+    )
+
+
 # Headers: what finish_response, the error handler and the rate limiter put on answers
 
 OPERATIONS = list(ERRORS)  # (method, path) of the six
 EVERY_ANSWER = {"X-Request-ID", "Cache-Control", "X-Content-Type-Options"}
-OWN_HEADERS = {  # response component -> the headers it lists beyond EVERY_ANSWER
+HSTS = {"Strict-Transport-Security"}  # on every answer, in production only
+RATE_LIMIT_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+OWN_HEADERS = {  # response component -> the headers it lists beyond EVERY_ANSWER and HSTS
     "UNAUTHORIZED": {"WWW-Authenticate"},
-    "TOO_MANY_REQUESTS": {"Retry-After"},
-    "SERVICE_UNAVAILABLE": {"Retry-After"},
+    "FORBIDDEN": set(),  # authentication answers both before the rate limiter counts
+    "TOO_MANY_REQUESTS": {"Retry-After"} | RATE_LIMIT_HEADERS,
+    "SERVICE_UNAVAILABLE": {"Retry-After"} | RATE_LIMIT_HEADERS,
 }
 
 
@@ -134,9 +169,46 @@ def test_every_answer_of_every_operation_lists_the_headers_of_every_answer(anony
         assert set(responses) == successes | ERRORS[method, path] | {"default"}
         for status in responses:
             documented = documented_headers(spec, method, path, status)
-            assert EVERY_ANSWER <= set(documented), (method, path, status)
+            assert EVERY_ANSWER | HSTS <= set(documented), (method, path, status)
             for name in EVERY_ANSWER:
                 assert documented[name]["required"] is True
+            assert documented["Strict-Transport-Security"]["required"] is False
+            if status not in ("401", "403"):
+                assert RATE_LIMIT_HEADERS <= set(documented), (method, path, status)
+
+
+def test_headers_that_depend_on_the_configuration_are_documented_as_optional(anonymous):
+    """One document for every deployment: what only some configurations send is
+    listed, not required, and its description says when it is sent."""
+    headers = anonymous.get("/openapi.json").json["components"]["headers"]
+
+    assert headers["STRICT_TRANSPORT_SECURITY"] == {
+        "description": "Only when the server runs with `ENVIRONMENT=production`, on "
+        "every answer: use HTTPS for this host for a year.",
+        "required": False,
+        "schema": {"type": "string", "enum": ["max-age=31536000"]},
+    }
+    when = (
+        "Only when rate limiting is enabled (`RATE_LIMIT`), on the answers to requests "
+        "that passed authentication and the URL-user check: "
+    )
+    assert {name: headers[name] for name in headers if name.startswith("X_RATELIMIT")} == {
+        "X_RATELIMIT_LIMIT": {
+            "description": when + "the requests the user may make per window.",
+            "required": False,
+            "schema": {"type": "integer"},
+        },
+        "X_RATELIMIT_REMAINING": {
+            "description": when + "the requests the user has left in this window.",
+            "required": False,
+            "schema": {"type": "integer"},
+        },
+        "X_RATELIMIT_RESET": {
+            "description": when + "when the window resets, in seconds since the Unix epoch.",
+            "required": False,
+            "schema": {"type": "integer"},
+        },
+    }
 
 
 def test_every_operation_documents_429_and_503_with_retry_after(anonymous):
@@ -165,7 +237,8 @@ def test_error_components_list_their_own_headers(anonymous):
     headers = spec["components"]["headers"]
 
     for name, response in responses.items():
-        assert set(response["headers"]) == EVERY_ANSWER | OWN_HEADERS.get(name, set()), name
+        own = OWN_HEADERS.get(name, RATE_LIMIT_HEADERS)
+        assert set(response["headers"]) == EVERY_ANSWER | HSTS | own, name
     assert set(responses) == {
         "BAD_REQUEST",
         "CONFLICT",
@@ -220,13 +293,13 @@ def conforms(value, schema):
     return schema["type"] == "string"
 
 
-def assert_documented_headers(spec, method, path, response, undocumented=()):
+def assert_documented_headers(spec, method, path, response):
     """`response`, an answer of `method path`, has a documented status and carries
     every required header the document lists for it, each as its schema says, and
-    no other header but the body's own and `undocumented`."""
+    no other header but the body's own."""
     documented = documented_headers(spec, method, path, response.status_code)
     assert EVERY_ANSWER <= set(documented)
-    sent = set(response.headers.keys()) - {"Content-Type", "Content-Length", *undocumented}
+    sent = set(response.headers.keys()) - {"Content-Type", "Content-Length"}
     assert sent <= set(documented), f"{method} {path} {response.status_code}"
     for name, header in documented.items():
         value = response.headers.get(name)
@@ -236,12 +309,33 @@ def assert_documented_headers(spec, method, path, response, undocumented=()):
             assert conforms(value, header["schema"]), (method, path, name, value)
 
 
-def test_real_answers_carry_the_headers_the_document_lists(anonymous, alice, client_for):
+def client_of(app, user=None, token=None):
+    """A test client of `app` whose requests carry `user`'s token (or `token`)."""
+    client = app.test_client()
+    if user:
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token or make_token(user)}"
+    return client
+
+
+# The headers of every answer depend on the configuration: each one is run here.
+CONFIGURATIONS = {
+    "test": {},
+    "rate limited": {"RATE_LIMIT": "100/minute", "RATE_LIMIT_STORAGE_URL": "memory://"},
+    "production": {"ENVIRONMENT": "production"},  # Strict-Transport-Security
+}
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_real_answers_carry_the_headers_the_document_lists(make_app, backend, configuration):
+    if configuration == "production" and backend == "sqlite":
+        pytest.skip("ENVIRONMENT=production refuses SQLite")
+    app = make_app(**CONFIGURATIONS[configuration], RATE_LIMIT_KEY_PREFIX=uuid.uuid4().hex)
+    anonymous, alice = client_of(app), client_of(app, "alice")
     spec = anonymous.get("/openapi.json").json
     task = create(alice)
     one = f"/api/alice/tasks/{task['id']}"
     etag = alice.get(one).headers["ETag"]
-    expired = client_for("alice", make_token("alice", ttl=-3600))
+    expired = client_of(app, "alice", make_token("alice", ttl=-3600))
     alice.post(LIST_URL, json={"title": "a"}, headers={"Idempotency-Key": "k"})
     without_token = anonymous.get(LIST_URL)
     with_a_bad_token = expired.get(LIST_URL)
@@ -275,9 +369,13 @@ def test_real_answers_carry_the_headers_the_document_lists(anonymous, alice, cli
         assert_documented_headers(spec, method, path, answer)
     assert without_token.headers["WWW-Authenticate"] == "Bearer"
     assert with_a_bad_token.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
-
-
-RATE_LIMIT_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+    # and the optional headers were sent where (and only where) the document says
+    for answer, *_ in answers:
+        sent = set(answer.headers.keys())
+        expected = HSTS if configuration == "production" else set()
+        if configuration == "rate limited" and answer.status_code not in (401, 403):
+            expected = RATE_LIMIT_HEADERS
+        assert sent & (HSTS | RATE_LIMIT_HEADERS) == expected, answer.status_code
 
 
 def test_a_real_429_carries_the_headers_the_document_lists(make_app):
@@ -291,8 +389,8 @@ def test_a_real_429_carries_the_headers_the_document_lists(make_app):
 
     assert statuses == [200, 429]
     assert response.status_code == 429
-    # X-RateLimit-* (README, "Rate limiting") are not in the contract, nor the document
-    assert_documented_headers(spec, "post", LIST, response, undocumented=RATE_LIMIT_HEADERS)
+    assert RATE_LIMIT_HEADERS <= set(response.headers.keys())
+    assert_documented_headers(spec, "post", LIST, response)
 
 
 UNREACHABLE = {
@@ -341,7 +439,12 @@ def test_a_real_503_keeps_retry_after_with_rate_limiting(unreachable):
     app = unreachable(RATE_LIMIT="100/minute", RATE_LIMIT_KEY_PREFIX=uuid.uuid4().hex)
     token = {"Authorization": f"Bearer {make_token('alice')}"}
 
-    response = app.test_client().get(LIST_URL, headers=token)
+    client = app.test_client()
+    spec = client.get("/openapi.json").json
+
+    response = client.get(LIST_URL, headers=token)
 
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
+    assert RATE_LIMIT_HEADERS <= set(response.headers.keys())
+    assert_documented_headers(spec, "get", LIST, response)

@@ -2,8 +2,9 @@
 
 import os
 import re
+from urllib.parse import unquote
 
-from flask import Flask
+from flask import Flask, request
 from flask_cors import CORS
 
 from todo import config as settings
@@ -35,6 +36,7 @@ API_SETTINGS = {
     },
 }
 
+CORS_PATHS = r"/api/*"  # a regular expression flask-cors matches at the path's start
 CORS_ALLOW_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -49,6 +51,15 @@ CORS_EXPOSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed"
 def _exact(origin: str):
     # flask-cors reads "[" as a regular expression: an IPv6 origin is matched as written.
     return re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) if "[" in origin else origin
+
+
+def _vary_by_origin(response):
+    # Whatever the number of origins, an answer of CORS_PATHS depends on Origin (without
+    # one it has no CORS headers), but flask-cors says so only when one of several
+    # origins matched: a cache could otherwise serve one origin's answer to another.
+    if re.match(CORS_PATHS, unquote(request.path)):
+        response.vary.add("Origin")
+    return response
 
 
 def create_app(config=None):
@@ -78,12 +89,14 @@ def create_app(config=None):
     if app.config["CORS_ORIGINS"]:
         CORS(
             app,
-            resources={r"/api/*": {"origins": list(map(_exact, app.config["CORS_ORIGINS"]))}},
+            resources={CORS_PATHS: {"origins": list(map(_exact, app.config["CORS_ORIGINS"]))}},
             always_send=False,  # no CORS headers on a request without Origin
             allow_headers=CORS_ALLOW_HEADERS,
             expose_headers=CORS_EXPOSE_HEADERS,
             max_age=600,
+            vary_header=False,  # _vary_by_origin says it on every answer instead
         )
+        app.after_request(_vary_by_origin)
     app.extensions["todo.tokens"] = TokenVerifier(app.config)
     app.extensions["todo.pages"] = PageCache(int(app.config["PAGE_CACHE_MB"] * 2**20))
 

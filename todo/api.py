@@ -16,7 +16,7 @@ from werkzeug.exceptions import ServiceUnavailable, default_exceptions
 
 from todo.envelope import error_envelope
 from todo.extensions import db
-from todo.hooks import REQUEST_ID
+from todo.hooks import HSTS, REQUEST_ID
 from todo.schemas import ErrorResponseSchema
 
 ERROR_CODES = {
@@ -52,7 +52,13 @@ ERROR_MESSAGES = {
 RETRY_AFTER_SECONDS = "5"
 
 # The OpenAPI document says what todo.hooks.finish_response, handle_http_exception
-# and the rate limiter (todo.limits) do to answers: these header components,
+# and the rate limiter (todo.limits) do to answers, whatever the configuration (one
+# document for every deployment; a header that depends on it is not required):
+# these header components,
+RATE_LIMITED = (
+    "Only when rate limiting is enabled (`RATE_LIMIT`), on the answers to requests that "
+    "passed authentication and the URL-user check"
+)
 HEADERS = {
     "X_REQUEST_ID": {
         "description": "This request's id, also in the body (`meta.request_id` or "
@@ -82,13 +88,44 @@ HEADERS = {
         "required": True,
         "schema": {"type": "integer"},
     },
+    "STRICT_TRANSPORT_SECURITY": {
+        "description": "Only when the server runs with `ENVIRONMENT=production`, on "
+        "every answer: use HTTPS for this host for a year.",
+        "required": False,
+        "schema": {"type": "string", "enum": [HSTS]},
+    },
+    "X_RATELIMIT_LIMIT": {
+        "description": f"{RATE_LIMITED}: the requests the user may make per window.",
+        "required": False,
+        "schema": {"type": "integer"},
+    },
+    "X_RATELIMIT_REMAINING": {
+        "description": f"{RATE_LIMITED}: the requests the user has left in this window.",
+        "required": False,
+        "schema": {"type": "integer"},
+    },
+    "X_RATELIMIT_RESET": {
+        "description": f"{RATE_LIMITED}: when the window resets, in seconds since the Unix epoch.",
+        "required": False,
+        "schema": {"type": "integer"},
+    },
 }
-# on every answer of every operation (all are under /api, where Cache-Control is set),
+# on every answer of every operation (all are under /api, where Cache-Control is set;
+# Strict-Transport-Security in production only),
 EVERY_ANSWER = {
     "X-Request-ID": "X_REQUEST_ID",
     "Cache-Control": "CACHE_CONTROL",
     "X-Content-Type-Options": "X_CONTENT_TYPE_OPTIONS",
+    "Strict-Transport-Security": "STRICT_TRANSPORT_SECURITY",
 }
+# on the answers of requests the rate limiter counted, which is all of them but the
+# authentication hook's 401 and 403 (todo.auth.authenticate runs before the count),
+COUNTED_ANSWER = {
+    "X-RateLimit-Limit": "X_RATELIMIT_LIMIT",
+    "X-RateLimit-Remaining": "X_RATELIMIT_REMAINING",
+    "X-RateLimit-Reset": "X_RATELIMIT_RESET",
+}
+NOT_COUNTED = (401, 403)
 # and on these errors too;
 ERROR_HEADERS = {
     401: {"WWW-Authenticate": "WWW_AUTHENTICATE"},
@@ -193,7 +230,11 @@ class EveryOperation(apispec.BasePlugin):
                 responses.setdefault(code, http.HTTPStatus(code).name)
             for response in responses.values():
                 if isinstance(response, dict):  # a named one has them in its component
-                    response["headers"] = {**EVERY_ANSWER, **response.get("headers", {})}
+                    response["headers"] = {
+                        **EVERY_ANSWER,
+                        **COUNTED_ANSWER,
+                        **response.get("headers", {}),
+                    }
 
 
 class Api(flask_smorest.Api):
@@ -218,7 +259,11 @@ class Api(flask_smorest.Api):
     def _register_response(self, name, description, status=None):
         response = {
             "description": EVERY_OPERATION_ERRORS.get(status, description),
-            "headers": {**EVERY_ANSWER, **ERROR_HEADERS.get(status, {})},
+            "headers": {
+                **EVERY_ANSWER,
+                **({} if status in NOT_COUNTED else COUNTED_ANSWER),
+                **ERROR_HEADERS.get(status, {}),
+            },
         }
         if status is None or status >= 400:
             content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE

@@ -7,7 +7,7 @@ from todo import idempotency, tasks
 from todo.api import Blueprint
 from todo.auth import authenticate
 from todo.envelope import success, success_response
-from todo.models import VERSION_MAX, Task
+from todo.models import USER_ID_MAX, VERSION_MAX, Task
 from todo.schemas import (
     IdempotencyHeaderSchema,
     TaskCompleteSchema,
@@ -26,6 +26,19 @@ blp = Blueprint(
     description="A user's tasks. Every call needs a bearer token for that user.",
 )
 blp.before_request(authenticate)
+
+# Documents the url_prefix's <user_id>, for api.register_blueprint: only the document,
+# as a length in the URL rule would make a 404 of what authentication answers first
+# (401, or 403 for another user's URL).
+URL_PREFIX_PARAMETERS = [
+    {
+        "in": "path",
+        "name": "user_id",
+        "description": "The token's user (another user's id is 403): an opaque id from "
+        "the identity provider.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX},
+    }
+]
 
 
 ETAG_HEADER = {

@@ -356,22 +356,19 @@ def test_unknown_routes_are_404_in_the_envelope(alice, path):
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("patch", LIST, {"GET", "HEAD", "POST", "OPTIONS"}),
-        ("delete", LIST, {"GET", "HEAD", "POST", "OPTIONS"}),
-        (
-            "post",
-            LIST + "/00000000-0000-4000-8000-000000000000",
-            {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"},
-        ),
-        ("get", LIST + "/00000000-0000-4000-8000-000000000000/complete", {"PATCH", "OPTIONS"}),
-        ("post", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+        ("patch", LIST, "GET, HEAD, OPTIONS, POST"),
+        ("delete", LIST, "GET, HEAD, OPTIONS, POST"),
+        ("post", LIST + "/00000000-0000-4000-8000-000000000000", "DELETE, GET, HEAD, OPTIONS, PUT"),
+        ("get", LIST + "/00000000-0000-4000-8000-000000000000/complete", "OPTIONS, PATCH"),
+        ("post", "/healthz", "GET, HEAD, OPTIONS"),
     ],
 )
 def test_wrong_method_is_405_with_allow(alice, method, path, allowed):
     response = getattr(alice, method)(path)
 
     assert_error(response, 405, "METHOD_NOT_ALLOWED", None)
-    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+    # in one order, whatever the process's string hashing (werkzeug collects a set)
+    assert response.headers["Allow"] == allowed
 
 
 # 500

@@ -2,7 +2,10 @@
 
 Thin: options, output and confirmations here; the work is in todo/ (devtokens,
 seeding, bench, stats, transfer, admin, doctor). Every failure is one line on
-stderr and a non-zero exit, never a traceback.
+stderr, never a traceback, and its exit status says which kind: 2 for a usage
+error (an option or argument missing, malformed or in conflict with another,
+after click's usage lines), 1 for anything else (a configuration that refuses,
+the database, a file, a failed check or gate, Ctrl-C).
 """
 
 import functools
@@ -57,7 +60,7 @@ def operator_command(function):
     return wrapper
 
 
-def parse_ttl(value: str):
+def _ttl(ctx, param, value):
     try:
         return devtokens.parse_ttl(value)
     except ValueError as error:
@@ -98,9 +101,15 @@ def _write_private_json(path: str, data) -> None:
 
 
 @tasks.command("token")
-@click.option("--user-id", required=True, help="The token's subject (the user id).")
 @click.option(
-    "--ttl", default="1h", show_default=True, help="Lifetime: 900s, 15m, 1h, 7d (at most 3650d)."
+    "--user-id", required=True, callback=_user_id, help="The token's subject (the user id)."
+)
+@click.option(
+    "--ttl",
+    default="1h",
+    show_default=True,
+    callback=_ttl,
+    help="Lifetime: 900s, 15m, 1h, 7d (at most 3650d).",
 )
 @click.option("--curl", is_flag=True, help="Print a ready-to-run curl line instead.")
 def token_command(user_id, ttl, curl):
@@ -114,7 +123,7 @@ def token_command(user_id, ttl, curl):
       curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/alice/tasks
     """
     try:
-        token = devtokens.mint(current_app.config, user_id, parse_ttl(ttl))
+        token = devtokens.mint(current_app.config, user_id, ttl)
     except devtokens.TokenRefused as error:
         raise click.ClickException(str(error)) from None
     if curl:
@@ -161,7 +170,11 @@ def token_command(user_id, ttl, curl):
     help="Write {user id: development token} as JSON here (needs JWT_SECRET).",
 )
 @click.option(
-    "--token-ttl", default="24h", show_default=True, help="Lifetime of the tokens in --tokens-file."
+    "--token-ttl",
+    default="24h",
+    show_default=True,
+    callback=_ttl,
+    help="Lifetime of the tokens in --tokens-file.",
 )
 @operator_command
 def seed_command(
@@ -186,9 +199,10 @@ def seed_command(
         raise click.UsageError(f"{total:,} tasks is more than {MAX_SEED_TASKS:,} in one run")
     admin.check_database()  # fail in one line before anything is written
     if tokens_file:
-        ttl = parse_ttl(token_ttl)
         try:
-            tokens = {user: devtokens.mint(current_app.config, user, ttl) for user in all_users}
+            tokens = {
+                user: devtokens.mint(current_app.config, user, token_ttl) for user in all_users
+            }
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
         _write_private_json(tokens_file, tokens)
@@ -319,7 +333,10 @@ def bench_command(
         duration = 10.0
     if tokens_file and user_ids:
         raise click.UsageError("give --tokens-file or --user-id, not both")
-    base_url = bench.check_url(url, allow_remote) if url else None
+    try:
+        base_url = bench.check_url(url, allow_remote) if url else None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     if tokens_file:
         tokens = bench.read_tokens(tokens_file)
     else:

@@ -7,10 +7,12 @@ import stat
 
 import pytest
 import sqlalchemy as sa
+from conftest import base_config
 from helpers import TASK_FIELDS, TIME
+from ops_support import unreachable_url
 
 from cli import tasks
-from todo import rls
+from todo import create_app, rls
 from todo.extensions import db
 from todo.models import Task
 
@@ -213,6 +215,20 @@ def test_bad_options_are_one_line_errors(app, arguments, message):
     assert message in result.stderr
     assert "Traceback" not in result.output
     assert all_tasks(app) == []
+
+
+def test_a_bad_token_ttl_is_a_usage_error_before_the_database_is_tried(backend, tmp_path):
+    app = create_app(base_config(unreachable_url(backend, tmp_path)))
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--token-ttl", "soon", "--tokens-file", "t.json"]
+    )
+
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "Error: Invalid value for '--token-ttl':"
+        " 'soon' is not a duration like 900s, 15m, 1h or 7d (at most 3650d)\n"
+    )
 
 
 def test_an_unwritable_tokens_file_stops_before_seeding(app, tmp_path):

@@ -8,6 +8,7 @@ after click's usage lines), 1 for anything else (a configuration that refuses,
 the database, a file, a failed check or gate, Ctrl-C).
 """
 
+import contextlib
 import functools
 import json
 import math
@@ -83,21 +84,49 @@ def _file_name(ctx, param, value):
     return value
 
 
-def _write_private_json(path: str, data) -> None:
-    """Write `data` as JSON readable by its owner only (it holds tokens)."""
+@contextlib.contextmanager
+def _cannot_write(path: str):
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        # The mode of os.open is only that of a new file. Not on a device or a pipe
-        # (/dev/stdout), which other users share; and before emptying the file, so
-        # that one this user may not chmod is left as it was.
-        if stat.S_ISREG(os.fstat(descriptor).st_mode):
-            os.fchmod(descriptor, 0o600)
-            os.ftruncate(descriptor, 0)
-        with os.fdopen(descriptor, "w") as output:
-            json.dump(data, output, indent=2)
-            output.write("\n")
+        yield
     except OSError as error:
         raise click.ClickException(f"cannot write {path}: {error.strerror or error}") from None
+
+
+@contextlib.contextmanager
+def _private_json_file(path: str):
+    """Open `path` now and yield `write(data)`, which fills it with JSON readable by
+    its owner only (it holds tokens), for once the work it describes is done.
+
+    Opening first, an unwritable path fails before the work. If the block fails,
+    a file created here is removed and an existing one is left as it was.
+    """
+    with _cannot_write(path):
+        try:
+            descriptor, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            descriptor, created = os.open(path, os.O_WRONLY), False
+    with os.fdopen(descriptor, "w") as output:
+        # A device or a pipe (/dev/stdout), which other users share, keeps its mode.
+        regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
+
+        def write(data) -> None:
+            with _cannot_write(path):
+                if regular:  # chmod before emptying: a file we may not chmod stays whole
+                    os.fchmod(descriptor, 0o600)
+                    os.ftruncate(descriptor, 0)
+                json.dump(data, output, indent=2)
+                output.write("\n")
+                output.flush()
+
+        try:
+            if regular and not created:
+                with _cannot_write(path):  # fail now where that chmod would (not our file)
+                    os.fchmod(descriptor, stat.S_IMODE(os.fstat(descriptor).st_mode))
+            yield write
+        except BaseException:
+            if created:
+                os.unlink(path)
+            raise
 
 
 @tasks.command("token")
@@ -167,7 +196,7 @@ def token_command(user_id, ttl, curl):
     "--tokens-file",
     type=click.Path(dir_okay=False),
     callback=_file_name,
-    help="Write {user id: development token} as JSON here (needs JWT_SECRET).",
+    help="Once seeded, write {user id: development token} as JSON here (needs JWT_SECRET).",
 )
 @click.option(
     "--token-ttl",
@@ -205,12 +234,17 @@ def seed_command(
             }
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
-        _write_private_json(tokens_file, tokens)
 
-    started = time.perf_counter()
-    with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
-        count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, bar.update)
-    elapsed = time.perf_counter() - started
+    # The tokens are written only once the seed has committed: none for users that
+    # were never seeded.
+    output = _private_json_file(tokens_file) if tokens_file else contextlib.nullcontext()
+    with output as write_tokens:
+        started = time.perf_counter()
+        with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
+            count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, bar.update)
+        elapsed = time.perf_counter() - started
+        if write_tokens:
+            write_tokens(tokens)
     click.echo(
         f"Seeded {count} tasks for {len(all_users)} users in {elapsed:.1f} s"
         f" ({count / elapsed:,.0f} tasks/s)."

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import base_config
 from helpers import TASK_FIELDS, TIME
-from ops_support import unreachable_url
+from ops_support import fresh_database, unreachable_url
 
 from cli import tasks
 from todo import create_app, rls
@@ -241,3 +241,57 @@ def test_an_unwritable_tokens_file_stops_before_seeding(app, tmp_path):
     assert result.exit_code == 1
     assert result.stderr == f"Error: cannot write {path}: No such file or directory\n"
     assert all_tasks(app) == []
+
+
+REFUSE_INSERTS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse BEFORE INSERT ON tasks"
+        " BEGIN SELECT RAISE(ABORT, 'tasks are read-only'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'tasks are read-only'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+@pytest.fixture
+def refusing_app(backend, tmp_path):
+    """An app on a database of its own that is up to date but refuses every new task."""
+    with fresh_database(backend, tmp_path) as url:
+        app = create_app(base_config(url))
+        with app.app_context():
+            for statement in REFUSE_INSERTS[backend]:
+                db.session.execute(sa.text(statement))
+            db.session.commit()
+        yield app
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_a_seed_that_fails_creates_no_tokens_file(refusing_app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+
+    result = refusing_app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(tokens_file)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == "Seeding\nError: database error: tasks are read-only\n"
+    assert not tokens_file.exists()
+    assert all_tasks(refusing_app) == []
+
+
+def test_a_seed_that_fails_leaves_an_existing_tokens_file_as_it_was(refusing_app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text('{"bob": "an earlier token"}\n')
+    tokens_file.chmod(0o640)
+
+    result = refusing_app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(tokens_file)]
+    )
+
+    assert result.exit_code == 1
+    assert tokens_file.read_text() == '{"bob": "an earlier token"}\n'
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o640

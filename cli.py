@@ -15,6 +15,7 @@ import math
 import os
 import random
 import shlex
+import signal
 import stat
 import sys
 import time
@@ -129,6 +130,32 @@ def _private_json_file(path: str):
             raise
 
 
+@contextlib.contextmanager
+def _ctrl_c_between_batches(progress):
+    """Yield `progress` wrapped to raise KeyboardInterrupt (click's "Aborted!") when
+    Ctrl-C was pressed since: between batches, never inside a database call.
+
+    Interrupted there, psycopg cancels the statement and prints that it ignored the
+    error of leaving its pipeline. A second Ctrl-C interrupts at once.
+    """
+    pressed = []
+
+    def hold(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, previous)
+
+    def checked(count):
+        if pressed:
+            raise KeyboardInterrupt
+        progress(count)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield checked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @tasks.command("token")
 @click.option(
     "--user-id", required=True, callback=_user_id, help="The token's subject (the user id)."
@@ -240,8 +267,11 @@ def seed_command(
     output = _private_json_file(tokens_file) if tokens_file else contextlib.nullcontext()
     with output as write_tokens:
         started = time.perf_counter()
-        with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
-            count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, bar.update)
+        with (
+            click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar,
+            _ctrl_c_between_batches(bar.update) as progress,
+        ):
+            count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, progress)
         elapsed = time.perf_counter() - started
         if write_tokens:
             write_tokens(tokens)

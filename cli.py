@@ -2,15 +2,20 @@
 
 Thin: options, output and confirmations here; the work is in todo/ (devtokens,
 seeding, bench, stats, transfer, admin, doctor). Every failure is one line on
-stderr and a non-zero exit, never a traceback.
+stderr, never a traceback, and its exit status says which kind: 2 for a usage
+error (an option or argument missing, malformed or in conflict with another,
+after click's usage lines), 1 for anything else (a configuration that refuses,
+the database, a file, a failed check or gate, Ctrl-C).
 """
 
+import contextlib
 import functools
 import json
 import math
 import os
 import random
 import shlex
+import signal
 import stat
 import sys
 import time
@@ -57,7 +62,7 @@ def operator_command(function):
     return wrapper
 
 
-def parse_ttl(value: str):
+def _ttl(ctx, param, value):
     try:
         return devtokens.parse_ttl(value)
     except ValueError as error:
@@ -80,27 +85,87 @@ def _file_name(ctx, param, value):
     return value
 
 
-def _write_private_json(path: str, data) -> None:
-    """Write `data` as JSON readable by its owner only (it holds tokens)."""
+@contextlib.contextmanager
+def _cannot_write(path: str):
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        # The mode of os.open is only that of a new file. Not on a device or a pipe
-        # (/dev/stdout), which other users share; and before emptying the file, so
-        # that one this user may not chmod is left as it was.
-        if stat.S_ISREG(os.fstat(descriptor).st_mode):
-            os.fchmod(descriptor, 0o600)
-            os.ftruncate(descriptor, 0)
-        with os.fdopen(descriptor, "w") as output:
-            json.dump(data, output, indent=2)
-            output.write("\n")
+        yield
     except OSError as error:
         raise click.ClickException(f"cannot write {path}: {error.strerror or error}") from None
 
 
+@contextlib.contextmanager
+def _private_json_file(path: str):
+    """Open `path` now and yield `write(data)`, which fills it with JSON readable by
+    its owner only (it holds tokens), for once the work it describes is done.
+
+    Opening first, an unwritable path fails before the work. If the block fails,
+    a file created here is removed and an existing one is left as it was.
+    """
+    with _cannot_write(path):
+        try:
+            descriptor, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            descriptor, created = os.open(path, os.O_WRONLY), False
+    with os.fdopen(descriptor, "w") as output:
+        # A device or a pipe (/dev/stdout), which other users share, keeps its mode.
+        regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
+
+        def write(data) -> None:
+            with _cannot_write(path):
+                if regular:  # chmod before emptying: a file we may not chmod stays whole
+                    os.fchmod(descriptor, 0o600)
+                    os.ftruncate(descriptor, 0)
+                json.dump(data, output, indent=2)
+                output.write("\n")
+                output.flush()
+
+        try:
+            if regular and not created:
+                with _cannot_write(path):  # fail now where that chmod would (not our file)
+                    os.fchmod(descriptor, stat.S_IMODE(os.fstat(descriptor).st_mode))
+            yield write
+        except BaseException:
+            if created:
+                os.unlink(path)
+            raise
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_batches(progress):
+    """Yield `progress` wrapped to raise KeyboardInterrupt (click's "Aborted!") when
+    Ctrl-C was pressed since: between batches, never inside a database call.
+
+    Interrupted there, psycopg cancels the statement and prints that it ignored the
+    error of leaving its pipeline. A second Ctrl-C interrupts at once.
+    """
+    pressed = []
+
+    def hold(signum, frame):
+        pressed.append(signum)
+        signal.signal(signal.SIGINT, previous)
+
+    def checked(count):
+        if pressed:
+            raise KeyboardInterrupt
+        progress(count)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield checked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @tasks.command("token")
-@click.option("--user-id", required=True, help="The token's subject (the user id).")
 @click.option(
-    "--ttl", default="1h", show_default=True, help="Lifetime: 900s, 15m, 1h, 7d (at most 3650d)."
+    "--user-id", required=True, callback=_user_id, help="The token's subject (the user id)."
+)
+@click.option(
+    "--ttl",
+    default="1h",
+    show_default=True,
+    callback=_ttl,
+    help="Lifetime: 900s, 15m, 1h, 7d (at most 3650d).",
 )
 @click.option("--curl", is_flag=True, help="Print a ready-to-run curl line instead.")
 def token_command(user_id, ttl, curl):
@@ -114,7 +179,7 @@ def token_command(user_id, ttl, curl):
       curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/alice/tasks
     """
     try:
-        token = devtokens.mint(current_app.config, user_id, parse_ttl(ttl))
+        token = devtokens.mint(current_app.config, user_id, ttl)
     except devtokens.TokenRefused as error:
         raise click.ClickException(str(error)) from None
     if curl:
@@ -158,10 +223,14 @@ def token_command(user_id, ttl, curl):
     "--tokens-file",
     type=click.Path(dir_okay=False),
     callback=_file_name,
-    help="Write {user id: development token} as JSON here (needs JWT_SECRET).",
+    help="Once seeded, write {user id: development token} as JSON here (needs JWT_SECRET).",
 )
 @click.option(
-    "--token-ttl", default="24h", show_default=True, help="Lifetime of the tokens in --tokens-file."
+    "--token-ttl",
+    default="24h",
+    show_default=True,
+    callback=_ttl,
+    help="Lifetime of the tokens in --tokens-file.",
 )
 @operator_command
 def seed_command(
@@ -186,17 +255,26 @@ def seed_command(
         raise click.UsageError(f"{total:,} tasks is more than {MAX_SEED_TASKS:,} in one run")
     admin.check_database()  # fail in one line before anything is written
     if tokens_file:
-        ttl = parse_ttl(token_ttl)
         try:
-            tokens = {user: devtokens.mint(current_app.config, user, ttl) for user in all_users}
+            tokens = {
+                user: devtokens.mint(current_app.config, user, token_ttl) for user in all_users
+            }
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
-        _write_private_json(tokens_file, tokens)
 
-    started = time.perf_counter()
-    with click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar:
-        count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, bar.update)
-    elapsed = time.perf_counter() - started
+    # The tokens are written only once the seed has committed: none for users that
+    # were never seeded.
+    output = _private_json_file(tokens_file) if tokens_file else contextlib.nullcontext()
+    with output as write_tokens:
+        started = time.perf_counter()
+        with (
+            click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar,
+            _ctrl_c_between_batches(bar.update) as progress,
+        ):
+            count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, progress)
+        elapsed = time.perf_counter() - started
+        if write_tokens:
+            write_tokens(tokens)
     click.echo(
         f"Seeded {count} tasks for {len(all_users)} users in {elapsed:.1f} s"
         f" ({count / elapsed:,.0f} tasks/s)."
@@ -319,7 +397,10 @@ def bench_command(
         duration = 10.0
     if tokens_file and user_ids:
         raise click.UsageError("give --tokens-file or --user-id, not both")
-    base_url = bench.check_url(url, allow_remote) if url else None
+    try:
+        base_url = bench.check_url(url, allow_remote) if url else None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     if tokens_file:
         tokens = bench.read_tokens(tokens_file)
     else:

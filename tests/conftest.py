@@ -9,6 +9,7 @@ import flask_migrate
 import jwt
 import pytest
 import sqlalchemy as sa
+from helpers import skip_unless_required
 
 from todo import create_app, rls
 from todo.extensions import db
@@ -43,9 +44,9 @@ def base_config(database_url):
 def postgres_admin_url():
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
-        if os.environ.get("REQUIRE_POSTGRESQL"):
-            pytest.fail("REQUIRE_POSTGRESQL is set but TEST_DATABASE_URL is not")
-        pytest.skip("TEST_DATABASE_URL is not set: the PostgreSQL half is skipped")
+        skip_unless_required(
+            "REQUIRE_POSTGRESQL", "TEST_DATABASE_URL is not set (the PostgreSQL half needs it)"
+        )
     return sa.make_url(url).set(drivername="postgresql+psycopg")
 
 

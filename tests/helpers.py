@@ -1,9 +1,11 @@
 """Helpers shared by the tests: creating tasks over HTTP or directly, reading rows"""
 
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from todo import tasks as service
@@ -33,6 +35,15 @@ TASK_FIELDS = {
     "updated_at",
 }
 EPOCH = datetime(2026, 1, 14, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def skip_unless_required(switch, reason):
+    """Skip the test for `reason` (something it needs is missing), unless the
+    environment sets `switch`: CI sets REQUIRE_POSTGRESQL, REQUIRE_REDIS,
+    REQUIRE_PGBOUNCER and REQUIRE_CHROMIUM, so that a missing service fails the run."""
+    if os.environ.get(switch):
+        pytest.fail(f"{switch} is set, but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def create(client, user="alice", **body):

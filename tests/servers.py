@@ -30,6 +30,9 @@ from todo.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_ROLE = "todo_app"
+# Debian puts it in /usr/sbin, which a user's PATH may lack.
+PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+NO_PGBOUNCER = "no pgbouncer binary: .ci/run installs Debian's pgbouncer"
 
 
 def free_port() -> int:
@@ -248,11 +251,8 @@ class PgBouncer:
     """
 
     def __init__(self, postgres: Postgres, database="todo"):
-        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        if not os.access(binary, os.X_OK):
-            raise RuntimeError(
-                "pgbouncer not found: .ci/run installs it (apt-get install pgbouncer)"
-            )
+        if PGBOUNCER is None:
+            raise RuntimeError(NO_PGBOUNCER)
         self.port = free_port()
         base = postgres.base
         config = base / "pgbouncer.ini"
@@ -268,7 +268,7 @@ class PgBouncer:
         for path in base.iterdir():
             if postgres.user is not None and path.name != "data":
                 os.chown(path, postgres.user.pw_uid, postgres.user.pw_gid)
-        command = [binary, str(config)]
+        command = [PGBOUNCER, str(config)]
         if postgres.user is not None:
             command = ["runuser", "-u", "postgres", "--", *command]
         self.process = subprocess.Popen(

@@ -208,7 +208,7 @@ def invalid(option, reason):
     return f"Invalid value for '{option}': {reason}"
 
 
-NOT_A_URL = "Error: --url {!r} is not an http(s)://host[:port] URL"
+NOT_A_URL = "--url {!r} is not an http(s)://host[:port] URL"
 
 
 @pytest.mark.parametrize(
@@ -232,13 +232,13 @@ NOT_A_URL = "Error: --url {!r} is not an http(s)://host[:port] URL"
         (["--duration", "NaN"], 2, invalid("--duration", "'NaN' is not a finite number.")),
         (["--timeout", "nan"], 2, invalid("--timeout", "'nan' is not a finite number.")),
         (["--p95-ms", "inf"], 2, invalid("--p95-ms", "'inf' is not a finite number.")),
-        (["--url", "ftp://127.0.0.1/"], 1, NOT_A_URL.format("ftp://127.0.0.1/")),
-        (["--url", "http://[::1"], 1, NOT_A_URL.format("http://[::1")),
-        (["--url", "http://127.0.0.1:99999"], 1, NOT_A_URL.format("http://127.0.0.1:99999")),
+        (["--url", "ftp://127.0.0.1/"], 2, NOT_A_URL.format("ftp://127.0.0.1/")),
+        (["--url", "http://[::1"], 2, NOT_A_URL.format("http://[::1")),
+        (["--url", "http://127.0.0.1:99999"], 2, NOT_A_URL.format("http://127.0.0.1:99999")),
         (
             ["--url", "http://example.com"],
-            1,
-            "Error: --url 'http://example.com' is not on 127.0.0.1: add --allow-remote to load"
+            2,
+            "--url 'http://example.com' is not on 127.0.0.1: add --allow-remote to load"
             " another host",
         ),
         (

@@ -59,7 +59,9 @@ def test_bad_ttl_is_a_usage_error(app, ttl):
     result = invoke(app, "--user-id", "alice", "--ttl", ttl)
 
     assert result.exit_code == 2
-    assert result.stderr.endswith(f"\n\nError: Invalid value: {ttl!r} {NOT_A_DURATION}\n")
+    assert result.stderr.endswith(
+        f"\n\nError: Invalid value for '--ttl': {ttl!r} {NOT_A_DURATION}\n"
+    )
     assert result.stdout == ""
 
 
@@ -68,7 +70,9 @@ def test_a_ttl_beyond_ten_years_or_not_in_ascii_digits_is_a_usage_error(app, ttl
     result = invoke(app, "--user-id", "alice", "--ttl", ttl)
 
     assert result.exit_code == 2
-    assert result.stderr.endswith(f"\n\nError: Invalid value: {ttl!r} {NOT_A_DURATION}\n")
+    assert result.stderr.endswith(
+        f"\n\nError: Invalid value for '--ttl': {ttl!r} {NOT_A_DURATION}\n"
+    )
 
 
 def test_the_longest_ttl_is_ten_years(app):
@@ -114,20 +118,36 @@ def test_token_carries_issuer_audience_and_the_user_claim(make_app):
     assert response.status_code == 200
 
 
+USAGE = "Usage: tasks token [OPTIONS]\nTry 'tasks token --help' for help.\n\n"
+
+
 @pytest.mark.parametrize("user_id", ["", "x" * 256])
-def test_bad_user_id_is_refused(app, user_id):
+def test_bad_user_id_is_a_usage_error(app, user_id):
     result = invoke(app, "--user-id", user_id)
 
-    assert result.exit_code == 1
-    assert result.output == "Error: --user-id must be 1 to 255 characters\n"
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{USAGE}Error: Invalid value for '--user-id': must be 1 to 255 characters\n"
+    )
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("user_id", ["a\x00b", "caf\udce9"])
-def test_a_user_id_the_api_would_refuse_is_refused(app, user_id):
+def test_a_user_id_the_api_would_refuse_is_a_usage_error(app, user_id):
     result = invoke(app, "--user-id", user_id)
 
-    assert result.exit_code == 1
-    assert result.output == "Error: --user-id must be UTF-8 text without NUL characters\n"
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{USAGE}Error: Invalid value for '--user-id': must be UTF-8 text without NUL characters\n"
+    )
+
+
+def test_a_usage_error_comes_before_a_configuration_that_refuses():
+    app = create_app({**base_config(PG_URL), "ENVIRONMENT": "production"})
+
+    assert invoke(app, "--user-id", "").exit_code == 2
+    assert invoke(app, "--user-id", "alice", "--ttl", "soon").exit_code == 2
+    assert invoke(app, "--user-id", "alice").exit_code == 1
 
 
 def test_refused_in_production():

@@ -7,10 +7,18 @@ import subprocess
 import threading
 
 import pytest
+from helpers import skip_unless_required
 from runtime_servers import free_port
 from werkzeug.serving import make_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def chromium():
+    if CHROMIUM is None:
+        skip_unless_required("REQUIRE_CHROMIUM", "no chromium: .ci/run installs Debian's chromium")
+    return CHROMIUM
 
 
 @pytest.fixture
@@ -24,10 +32,10 @@ def served(app):
     thread.join()
 
 
-def rendered_dom(url, profile):
+def rendered_dom(chromium, url, profile):
     dead_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     command = [
-        CHROMIUM,
+        chromium,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -62,9 +70,8 @@ def operations_in(dom):
     return found
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: .ci/run installs Debian's chromium")
 @pytest.mark.parametrize("backend", ["sqlite"])  # the docs do not touch the database
-def test_docs_list_the_six_operations_with_no_network(served, tmp_path, anonymous):
+def test_docs_list_the_six_operations_with_no_network(chromium, served, tmp_path, anonymous):
     page = anonymous.get("/docs").get_data(as_text=True)
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     spec = anonymous.get("/openapi.json").json
@@ -75,7 +82,7 @@ def test_docs_list_the_six_operations_with_no_network(served, tmp_path, anonymou
         if method in ("get", "post", "put", "patch", "delete")
     }
 
-    dom = rendered_dom(f"{served}/docs", tmp_path / "profile")
+    dom = rendered_dom(chromium, f"{served}/docs", tmp_path / "profile")
 
     assert assets and all(asset.startswith("/docs/assets/") for asset in assets), assets
     assert len(expected) == 6

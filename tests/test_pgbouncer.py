@@ -11,18 +11,13 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from conftest import make_token
+from helpers import skip_unless_required
 from runtime_servers import free_port
+from servers import NO_PGBOUNCER, PGBOUNCER
 
 from todo.extensions import db
 
-PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
-
-pytestmark = [
-    pytest.mark.skipif(
-        PGBOUNCER is None, reason="no pgbouncer binary: .ci/run installs Debian's pgbouncer"
-    ),
-    pytest.mark.parametrize("backend", ["postgresql"]),
-]
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
 
 # Three server connections handed out in turn: a statement prepared on one is
 # missing on the next, exactly what breaks prepared statements behind a pooler.
@@ -48,7 +43,14 @@ ignore_startup_parameters = options
 
 
 @pytest.fixture
-def pgbouncer(database_url):
+def pgbouncer_binary():
+    if PGBOUNCER is None:
+        skip_unless_required("REQUIRE_PGBOUNCER", NO_PGBOUNCER)
+    return PGBOUNCER
+
+
+@pytest.fixture
+def pgbouncer(pgbouncer_binary, database_url):
     """A PgBouncer in transaction mode in front of the test database; yields its URL."""
     url = sa.make_url(database_url)
     directory = Path(tempfile.mkdtemp(prefix="todo-pgbouncer-"))
@@ -64,7 +66,7 @@ def pgbouncer(database_url):
         )
     )
     (directory / "userlist.txt").write_text(f'"{url.username}" ""\n')
-    command = [PGBOUNCER, str(directory / "pgbouncer.ini")]
+    command = [pgbouncer_binary, str(directory / "pgbouncer.ini")]
     if os.geteuid() == 0:
         command[1:1] = ["-u", "nobody"]
     log = open(directory / "pgbouncer.log", "wb")  # noqa: SIM115

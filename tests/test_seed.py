@@ -3,14 +3,20 @@
 import json
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
+from conftest import base_config
 from helpers import TASK_FIELDS, TIME
+from ops_support import ROOT, command_environment, fresh_database, unreachable_url
+from servers import wait_until
 
 from cli import tasks
-from todo import rls
+from todo import create_app, rls
 from todo.extensions import db
 from todo.models import Task
 
@@ -215,6 +221,20 @@ def test_bad_options_are_one_line_errors(app, arguments, message):
     assert all_tasks(app) == []
 
 
+def test_a_bad_token_ttl_is_a_usage_error_before_the_database_is_tried(backend, tmp_path):
+    app = create_app(base_config(unreachable_url(backend, tmp_path)))
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--token-ttl", "soon", "--tokens-file", "t.json"]
+    )
+
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "Error: Invalid value for '--token-ttl':"
+        " 'soon' is not a duration like 900s, 15m, 1h or 7d (at most 3650d)\n"
+    )
+
+
 def test_an_unwritable_tokens_file_stops_before_seeding(app, tmp_path):
     path = tmp_path / "missing" / "tokens.json"
 
@@ -225,3 +245,114 @@ def test_an_unwritable_tokens_file_stops_before_seeding(app, tmp_path):
     assert result.exit_code == 1
     assert result.stderr == f"Error: cannot write {path}: No such file or directory\n"
     assert all_tasks(app) == []
+
+
+REFUSE_INSERTS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse BEFORE INSERT ON tasks"
+        " BEGIN SELECT RAISE(ABORT, 'tasks are read-only'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'tasks are read-only'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+@pytest.fixture
+def refusing_app(backend, tmp_path):
+    """An app on a database of its own that is up to date but refuses every new task."""
+    with fresh_database(backend, tmp_path) as url:
+        app = create_app(base_config(url))
+        with app.app_context():
+            for statement in REFUSE_INSERTS[backend]:
+                db.session.execute(sa.text(statement))
+            db.session.commit()
+        yield app
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_a_seed_that_fails_creates_no_tokens_file(refusing_app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+
+    result = refusing_app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(tokens_file)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == "Seeding\nError: database error: tasks are read-only\n"
+    assert not tokens_file.exists()
+    assert all_tasks(refusing_app) == []
+
+
+def test_a_seed_that_fails_leaves_an_existing_tokens_file_as_it_was(refusing_app, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text('{"bob": "an earlier token"}\n')
+    tokens_file.chmod(0o640)
+
+    result = refusing_app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(tokens_file)]
+    )
+
+    assert result.exit_code == 1
+    assert tokens_file.read_text() == '{"bob": "an earlier token"}\n'
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o640
+
+
+# The seed's tenth INSERT, in the middle of psycopg's pipeline, waits for a lock
+# that the test holds: Ctrl-C comes then, and is held until the batch is done.
+HOLD_THE_TENTH_TASK = [
+    "CREATE SEQUENCE seeded",
+    "GRANT USAGE ON SEQUENCE seeded TO PUBLIC",  # the seed acts as the operator role
+    "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF nextval('seeded') = 10 THEN PERFORM pg_advisory_xact_lock(42); END IF;"
+    " RETURN NEW; END $$",
+    "CREATE TRIGGER hold BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION hold()",
+]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_ctrl_c_during_a_seed_aborts_in_one_line_and_writes_nothing(backend, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    command = [sys.executable, "-m", "flask", "tasks", "seed", "--user-id", "alice"]
+    command += ["--tasks-per-user", "20", "--tokens-file", str(tokens_file)]
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with fresh_database(backend, tmp_path) as url:
+        engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
+        with (
+            engine.connect() as locker,
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as observer,
+        ):
+            for statement in HOLD_THE_TENTH_TASK:
+                locker.execute(sa.text(statement))
+            locker.commit()
+            locker.execute(sa.text("SELECT pg_advisory_lock(42)"))
+            with subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=command_environment(url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as seed:
+                try:
+                    assert wait_until(lambda: observer.execute(waiting).scalar() == 1)
+                    seed.send_signal(signal.SIGINT)
+                    locker.execute(sa.text("SELECT pg_advisory_unlock(42)"))
+                    stdout, stderr = seed.communicate(timeout=60)
+                finally:
+                    seed.kill()
+            tasks_left = observer.execute(sa.text("SELECT count(*) FROM tasks")).scalar()
+            # Sequences ignore rollbacks: the batch's 20 INSERTs ran, none was cancelled.
+            inserted = observer.execute(sa.text("SELECT last_value FROM seeded")).scalar()
+        engine.dispose()
+
+    # click's own Ctrl-C ending: a new line (after the terminal's ^C), then "Aborted!"
+    assert (seed.returncode, stdout, stderr) == (1, "", "Seeding\n\nAborted!\n")
+    assert (tasks_left, inserted) == (0, 20)
+    assert not tokens_file.exists()

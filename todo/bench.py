@@ -62,12 +62,12 @@ CONFIG_ENV = (
 
 
 def check_url(url: str, allow_remote: bool) -> str:
-    """The base URL without a trailing slash; OperatorError unless http(s) on loopback."""
+    """The base URL without a trailing slash; ValueError unless http(s) on loopback."""
     parts = http_url(url)
     if parts is None:
-        raise OperatorError(f"--url {url!r} is not an http(s)://host[:port] URL")
+        raise ValueError(f"--url {url!r} is not an http(s)://host[:port] URL")
     if parts.hostname not in LOOPBACK and not allow_remote:
-        raise OperatorError(
+        raise ValueError(
             f"--url {url!r} is not on 127.0.0.1: add --allow-remote to load another host"
         )
     return url.rstrip("/")

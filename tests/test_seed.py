@@ -356,3 +356,47 @@ def test_ctrl_c_during_a_seed_aborts_in_one_line_and_writes_nothing(backend, tmp
     assert (seed.returncode, stdout, stderr) == (1, "", "Seeding\n\nAborted!\n")
     assert (tasks_left, inserted) == (0, 20)
     assert not tokens_file.exists()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_connection_lost_during_a_seed_is_one_line_and_writes_nothing(backend, tmp_path):
+    command = [sys.executable, "-m", "flask", "tasks", "seed", "--user-id", "alice"]
+    command += ["--tasks-per-user", "20"]
+    waiting = sa.text(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with fresh_database(backend, tmp_path) as url:
+        engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
+        with (
+            engine.connect() as locker,
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as observer,
+        ):
+            for statement in HOLD_THE_TENTH_TASK:
+                locker.execute(sa.text(statement))
+            locker.commit()
+            locker.execute(sa.text("SELECT pg_advisory_lock(42)"))
+            with subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=command_environment(url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as seed:
+                try:
+                    assert wait_until(lambda: observer.execute(waiting).first() is not None)
+                    seed_backend = observer.execute(waiting).scalar()
+                    observer.execute(sa.text(f"SELECT pg_terminate_backend({seed_backend})"))
+                    stdout, stderr = seed.communicate(timeout=60)
+                finally:
+                    seed.kill()
+            locker.execute(sa.text("SELECT pg_advisory_unlock(42)"))
+            tasks_left = observer.execute(sa.text("SELECT count(*) FROM tasks")).scalar()
+        engine.dispose()
+
+    assert (seed.returncode, stdout, tasks_left) == (1, "", 0)
+    assert stderr == (
+        "Seeding\nError: database unreachable: consuming input failed:"
+        " server closed the connection unexpectedly\n"
+    )

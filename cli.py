@@ -393,7 +393,7 @@ def stats_command(top, as_json):
     type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
     callback=_file_name,
-    help="File to write (replaced only when complete).  [default: stdout]",
+    help="File to write (replaced only when complete; a symlink's target).  [default: stdout]",
 )
 @operator_command
 def export_command(user_id, output):

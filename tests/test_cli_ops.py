@@ -594,6 +594,75 @@ def test_export_into_a_pipe_writes_into_it(app, alice, tmp_path):
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_export_through_a_symlink_replaces_its_target(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one", "two")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    target = tmp_path / "data" / "alice.jsonl"
+    target.write_text("the previous export\n")
+    link = tmp_path / "links" / "latest.jsonl"
+    link.symlink_to("../data/alice.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", link)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Exported 2 tasks of 'alice' to {link}.\n"
+    assert os.readlink(link) == "../data/alice.jsonl"
+    assert [json.loads(line) for line in target.read_text().splitlines()] == api_tasks(
+        alice, "alice"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "alice.jsonl",
+        "data",
+        "latest.jsonl",
+        "links",
+    ]
+
+
+def test_export_through_a_dangling_symlink_creates_its_target(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to("alice.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", link)
+
+    assert result.exit_code == 0, result.output
+    assert os.readlink(link) == "alice.jsonl"
+    assert [json.loads(line) for line in link.read_text().splitlines()] == api_tasks(alice, "alice")
+    assert sorted(os.listdir(tmp_path)) == ["alice.jsonl", "latest.jsonl"]
+
+
+def test_export_through_a_symlink_into_a_missing_folder(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to("gone/alice.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", link)
+
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write {link}: No such file or directory\n"
+    assert os.readlink(link) == "gone/alice.jsonl"
+    assert os.listdir(tmp_path) == ["latest.jsonl"]
+
+
+def test_export_through_a_loop_of_symlinks(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+    (tmp_path / "a.jsonl").symlink_to("b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to("a.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", tmp_path / "a.jsonl")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: cannot write {tmp_path / 'a.jsonl'}: Too many levels of symbolic links\n"
+    )
+    assert [os.readlink(tmp_path / name) for name in ("a.jsonl", "b.jsonl")] == [
+        "b.jsonl",
+        "a.jsonl",
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "b.jsonl"]
+
+
 # purge-user
 
 

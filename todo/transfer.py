@@ -6,6 +6,7 @@ all the tasks in one transaction, or none.
 """
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -117,23 +118,32 @@ def export_lines(user_id: str) -> Iterator[str]:
 
 
 def export_to_file(user_id: str, path: str) -> int:
-    """Write the export to `path` (replaced only once complete); returns the task count."""
+    """Write the export to `path` (replaced only once complete); returns the task count.
+
+    A symbolic link is followed: its target is replaced, as `cp` or a shell's `>`
+    would write it, and a dangling link's target is created (if its folder exists).
+    """
     target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
-    written = None
+    partial = None
     count = 0
     try:
         # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
-        # replace, and replacing it would put a regular file in its place.
-        written = partial if target.is_file() or not target.exists() else target
-        with written.open("w", encoding="utf-8") as output:
+        # replace, and replacing it would put a regular file in its place. Nor is its
+        # path resolved: /dev/stdout leads to /proc/self/fd/1, which names a pipe or a
+        # terminal that no path resolves to.
+        if target.is_file() or not target.exists():
+            target = Path(os.path.realpath(target))
+            if target.is_symlink():  # in a loop of links, which realpath leaves be
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            partial = target.with_name(f".{target.name}.partial")
+        with (partial or target).open("w", encoding="utf-8") as output:
             for line in export_lines(user_id):
                 output.write(line + "\n")
                 count += 1
-        if written is partial:
+        if partial is not None:
             os.replace(partial, target)
     except BaseException as error:
-        if written is partial:
+        if partial is not None:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
         if isinstance(error, OSError):

@@ -474,7 +474,7 @@ def stats_command(top, as_json):
     type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
     callback=_file_name,
-    help="File to write (replaced only when complete).  [default: stdout]",
+    help="File to write (replaced only when complete; a symlink's target).  [default: stdout]",
 )
 @operator_command
 def export_command(user_id, output):
@@ -505,7 +505,9 @@ def import_command(file, user_id, new_ids):
 
     Every line is checked as the API checks a new task, plus its id and times;
     bad lines are listed by number. Ids are kept unless --new-ids is given.
-    Give - as FILE to read stdin.
+    Give - as FILE to read stdin. Tasks go in by batches as the lines are read, in
+    one transaction that stays open until the last line: pipe from a fast source,
+    not a slow one (see the README).
 
     \b
     Example:
@@ -515,14 +517,13 @@ def import_command(file, user_id, new_ids):
     """
     admin.check_database()  # fail in one line before reading a large file
     try:
-        rows = transfer.read_lines(file, user_id, new_ids)
+        count = transfer.import_lines(file, user_id, new_ids)
     except transfer.BadLines as error:
         for number, message in error.errors:
             click.echo(f"{file.name}:{number}: {message}", err=True)
         if error.total > len(error.errors):
             click.echo(f"... and {error.total - len(error.errors)} more", err=True)
         raise
-    count = transfer.import_rows(user_id, rows)
     click.echo(f"Imported {count} tasks for {user_id!r}.")
 
 

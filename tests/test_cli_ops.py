@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import threading
+from contextlib import contextmanager
 
 import click
 import flask_migrate
@@ -14,7 +15,7 @@ from conftest import base_config
 from ops_support import free_port, fresh_database, unreachable_url
 
 from cli import tasks
-from todo import create_app, rls
+from todo import create_app, rls, transfer
 from todo.extensions import db
 from todo.models import Task
 
@@ -382,6 +383,168 @@ def test_import_from_stdin_names_the_line_that_is_not_utf_8(app):
     assert count_tasks(app) == 0
 
 
+# Import in batches: two rows each here, so that a few lines make several.
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(transfer, "BATCH_SIZE", 2)
+
+
+@contextmanager
+def task_inserts(app):
+    """The number of rows of each INSERT INTO tasks sent to the database in the block."""
+    sizes = []
+
+    def record(*arguments):
+        _connection, _cursor, statement, parameters, _context, executemany = arguments
+        if statement.startswith("INSERT INTO tasks "):
+            sizes.append(len(parameters) if executemany else 1)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sizes
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def good_line(number, **changes):
+    """An export line whose id ends in `number`."""
+    return json.dumps({**GOOD, "id": f"8b0c2f4e-5d1a-4c3e-9f3a-{number:012d}", **changes})
+
+
+def test_import_writes_batch_by_batch(app, alice, small_batches, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(f"{good_line(n)}\n" for n in range(1, 6)))
+
+    with task_inserts(app) as sizes:
+        result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Imported 5 tasks for 'alice'.\n"
+    assert sizes == [2, 2, 1]
+    assert [task["id"][-1] for task in api_tasks(alice, "alice")] == list("12345")
+
+
+def test_a_bad_line_after_the_first_batches_rolls_them_back(app, small_batches, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    lines = [*map(good_line, range(1, 5)), "not json", good_line(6), "[7]", good_line(8)]
+    path.write_text("\n".join(lines) + "\n")
+
+    with task_inserts(app) as sizes:
+        result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}:5: not JSON (Expecting value: line 1 column 1 (char 0))\n"
+        f"{path}:7: not a JSON object\n"
+        "Error: 2 bad line(s): nothing imported\n"
+    )
+    assert sizes == [2, 2]  # lines 1 to 4 went in, then out again
+    assert count_tasks(app) == 0
+
+
+def test_ids_repeated_across_batches_are_bad_lines(app, small_batches, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    lines = [good_line(1), "", good_line(2), good_line(3), good_line(1), good_line(4)]
+    path.write_text("\n".join([*lines, good_line(3)]) + "\n")
+
+    with task_inserts(app) as sizes:
+        result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}:5: id 8b0c2f4e-5d1a-4c3e-9f3a-000000000001 repeats line 1\n"
+        f"{path}:7: id 8b0c2f4e-5d1a-4c3e-9f3a-000000000003 repeats line 4\n"
+        "Error: 2 bad line(s): nothing imported\n"
+    )
+    assert sizes == [2]
+    assert count_tasks(app) == 0
+
+
+def test_bad_lines_past_those_reported_are_counted_in_every_batch(
+    app, small_batches, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(transfer, "MAX_REPORTED", 2)
+    path = tmp_path / "tasks.jsonl"
+    lines = [good_line(n, title=" ") if n % 2 else good_line(n) for n in range(1, 10)]
+    path.write_text("\n".join(lines) + "\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}:1: title: Length must be between 1 and 500.\n"
+        f"{path}:3: title: Length must be between 1 and 500.\n"
+        "... and 3 more\n"
+        "Error: 5 bad line(s): nothing imported\n"
+    )
+    assert count_tasks(app) == 0
+
+
+def test_existing_ids_in_later_batches_roll_back_the_first(app, alice, small_batches, tmp_path):
+    existing = [task["id"] for task in make_tasks(alice, "alice", "kept", "also kept")]
+    before = api_tasks(alice, "alice")
+    path = tmp_path / "tasks.jsonl"
+    mine = [json.dumps({**GOOD, "id": task_id}) for task_id in existing]
+    lines = [*map(good_line, range(1, 5)), mine[0], good_line(6), mine[1], good_line(8)]
+    path.write_text("\n".join(lines) + "\n")
+
+    with task_inserts(app) as sizes:
+        result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: 2 task id(s) already exist for 'alice' (e.g. {existing[0]}):"
+        " nothing imported; use --new-ids to re-key\n"
+    )
+    assert sizes == [2, 2, 2]  # the third batch is refused, and the first two undone
+    assert api_tasks(alice, "alice") == before
+
+
+def test_new_ids_take_a_file_whose_ids_repeat_across_batches(app, alice, small_batches, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(f"{good_line(1)}\n" * 5)
+
+    result = invoke(app, "import", path, "--user-id", "alice", "--new-ids")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Imported 5 tasks for 'alice'.\n"
+    assert len({task["id"] for task in api_tasks(alice, "alice")}) == 5
+
+
+def test_the_api_writes_for_the_user_while_an_import_is_under_way(
+    app, alice, backend, small_batches
+):
+    """The import's transaction stays open while it reads; the user's revision is
+    bumped only at its end, so that the API does not wait on it meanwhile."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the import's transaction")
+    make_tasks(alice, "alice", "before")
+    statuses = []
+
+    def lines():
+        yield good_line(1)
+        yield good_line(2)
+        # Asked for the third line, the import has written the first two.
+        statuses.append(alice.post("/api/alice/tasks", json={"title": "meanwhile"}).status_code)
+        yield good_line(3)
+
+    with app.app_context(), rls.bypass():
+        count = transfer.import_lines(lines(), "alice")
+
+    assert (statuses, count) == ([201], 3)
+    assert sorted(task["title"] for task in api_tasks(alice, "alice")) == [
+        "Buy milk",
+        "Buy milk",
+        "Buy milk",
+        "before",
+        "meanwhile",
+    ]
+
+
 def test_import_of_a_missing_file(app, tmp_path):
     result = invoke(app, "import", tmp_path / "nope.jsonl", "--user-id", "alice")
 
@@ -429,6 +592,75 @@ def test_export_into_a_pipe_writes_into_it(app, alice, tmp_path):
     assert stat.S_ISFIFO(pipe.stat().st_mode)
     assert [json.loads(line) for line in received.splitlines()] == api_tasks(alice, "alice")
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_export_through_a_symlink_replaces_its_target(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one", "two")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    target = tmp_path / "data" / "alice.jsonl"
+    target.write_text("the previous export\n")
+    link = tmp_path / "links" / "latest.jsonl"
+    link.symlink_to("../data/alice.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", link)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Exported 2 tasks of 'alice' to {link}.\n"
+    assert os.readlink(link) == "../data/alice.jsonl"
+    assert [json.loads(line) for line in target.read_text().splitlines()] == api_tasks(
+        alice, "alice"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "alice.jsonl",
+        "data",
+        "latest.jsonl",
+        "links",
+    ]
+
+
+def test_export_through_a_dangling_symlink_creates_its_target(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to("alice.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", link)
+
+    assert result.exit_code == 0, result.output
+    assert os.readlink(link) == "alice.jsonl"
+    assert [json.loads(line) for line in link.read_text().splitlines()] == api_tasks(alice, "alice")
+    assert sorted(os.listdir(tmp_path)) == ["alice.jsonl", "latest.jsonl"]
+
+
+def test_export_through_a_symlink_into_a_missing_folder(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to("gone/alice.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", link)
+
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write {link}: No such file or directory\n"
+    assert os.readlink(link) == "gone/alice.jsonl"
+    assert os.listdir(tmp_path) == ["latest.jsonl"]
+
+
+def test_export_through_a_loop_of_symlinks(app, alice, tmp_path):
+    make_tasks(alice, "alice", "one")
+    (tmp_path / "a.jsonl").symlink_to("b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to("a.jsonl")
+
+    result = invoke(app, "export", "--user-id", "alice", "--output", tmp_path / "a.jsonl")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: cannot write {tmp_path / 'a.jsonl'}: Too many levels of symbolic links\n"
+    )
+    assert [os.readlink(tmp_path / name) for name in ("a.jsonl", "b.jsonl")] == [
+        "b.jsonl",
+        "a.jsonl",
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "b.jsonl"]
 
 
 # purge-user

@@ -8,6 +8,7 @@ import random
 import string
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -163,24 +164,34 @@ def fake_task(rng: random.Random, user_id: str, completed_ratio: float, now: dat
 COLUMNS = tuple(column.name for column in Task.__table__.columns)
 
 
-def insert_rows(connection: sa.Connection, rows: list[dict]) -> None:
-    """Insert whole task rows on `connection`, inside its transaction.
+@contextmanager
+def revisions_bumped_after(connection: sa.Connection, user_ids: Iterable[str]):
+    """Write tasks of `user_ids` in the block, and give those users a new revision
+    once, after it, in the same transaction.
 
     psycopg's executemany sends one INSERT per row (pipelined), and the revision
     trigger of migration 0004 would run once per statement: on PostgreSQL it is
-    deferred for these statements, and their users get a new revision in one
-    statement right after, in the same transaction. (COPY would be faster, but
-    PostgreSQL refuses it on tables under row-level security.)
+    deferred for the block. (SQLite's trigger runs per row, whatever the batch.)
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(DEFER_REVISIONS, {"deferred": "on"})
+    yield
+    connection.execute(DEFER_REVISIONS, {"deferred": "off"})
+    connection.execute(BUMP_REVISIONS, {"users": sorted(set(user_ids))})
+
+
+def insert_rows(connection: sa.Connection, rows: list[dict]) -> None:
+    """Insert whole task rows on `connection`, inside its transaction.
+
+    (COPY would be faster, but PostgreSQL refuses it on tables under row-level
+    security.)
     """
     if not rows:
         return
-    if connection.dialect.name != "postgresql":
+    with revisions_bumped_after(connection, (row["user_id"] for row in rows)):
         connection.execute(sa.insert(Task.__table__), rows)
-        return
-    connection.execute(DEFER_REVISIONS, {"deferred": "on"})
-    connection.execute(sa.insert(Task.__table__), rows)
-    connection.execute(DEFER_REVISIONS, {"deferred": "off"})
-    connection.execute(BUMP_REVISIONS, {"users": sorted({row["user_id"] for row in rows})})
 
 
 def seed(

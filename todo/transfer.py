@@ -6,6 +6,8 @@ all the tasks in one transaction, or none.
 """
 
 import contextlib
+import errno
+import itertools
 import json
 import os
 import re
@@ -26,6 +28,7 @@ from todo.models import Task
 from todo.schemas import StrictBoolean, TaskCreateSchema, TaskSchema
 
 MAX_REPORTED = 20
+BATCH_SIZE = 1000  # rows inserted at a time, and so held in memory
 # What errors="surrogateescape" makes of the bytes that are not UTF-8: read so, a
 # file can be reported by the line that holds them, not the buffer that did.
 NOT_UTF_8 = re.compile("[\udc80-\udcff]")
@@ -115,23 +118,32 @@ def export_lines(user_id: str) -> Iterator[str]:
 
 
 def export_to_file(user_id: str, path: str) -> int:
-    """Write the export to `path` (replaced only once complete); returns the task count."""
+    """Write the export to `path` (replaced only once complete); returns the task count.
+
+    A symbolic link is followed: its target is replaced, as `cp` or a shell's `>`
+    would write it, and a dangling link's target is created (if its folder exists).
+    """
     target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
-    written = None
+    partial = None
     count = 0
     try:
         # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
-        # replace, and replacing it would put a regular file in its place.
-        written = partial if target.is_file() or not target.exists() else target
-        with written.open("w", encoding="utf-8") as output:
+        # replace, and replacing it would put a regular file in its place. Nor is its
+        # path resolved: /dev/stdout leads to /proc/self/fd/1, which names a pipe or a
+        # terminal that no path resolves to.
+        if target.is_file() or not target.exists():
+            target = Path(os.path.realpath(target))
+            if target.is_symlink():  # in a loop of links, which realpath leaves be
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            partial = target.with_name(f".{target.name}.partial")
+        with (partial or target).open("w", encoding="utf-8") as output:
             for line in export_lines(user_id):
                 output.write(line + "\n")
                 count += 1
-        if written is partial:
+        if partial is not None:
             os.replace(partial, target)
     except BaseException as error:
-        if written is partial:
+        if partial is not None:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
         if isinstance(error, OSError):
@@ -152,19 +164,26 @@ def imported_version() -> int:
     return 2**24 + secrets.randbelow(2**30)
 
 
-def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> list[dict]:
-    """Validate every line (of text decoded as NOT_UTF_8 says); the task rows to insert,
-    or BadLines listing the bad ones."""
+class LineErrors:
+    """The bad lines of an import: the first MAX_REPORTED (line number, message), and
+    how many in all."""
+
+    def __init__(self):
+        self.reported: list[tuple[int, str]] = []
+        self.total = 0
+
+    def add(self, number: int, message: str) -> None:
+        self.total += 1
+        if len(self.reported) < MAX_REPORTED:
+            self.reported.append((number, message))
+
+
+def task_rows(lines: Iterable[str], user_id: str, new_ids: bool, bad: LineErrors) -> Iterator[dict]:
+    """The task row of each good line (of text decoded as NOT_UTF_8 says), as the
+    lines are read; each bad line goes to `bad` instead."""
     schema = TaskImportSchema()
-    rows, errors, seen = [], [], {}
-    total_bad = 0
-
-    def bad(number, message):
-        nonlocal total_bad
-        total_bad += 1
-        if len(errors) < MAX_REPORTED:
-            errors.append((number, message))
-
+    # The one record that grows with the file: an id as an int and a line number.
+    first_line_of: dict[int, int] = {}
     for number, line in enumerate(lines, start=1):
         if NOT_UTF_8.search(line):
             raise OperatorError(f"line {number} is not UTF-8 text")
@@ -173,62 +192,114 @@ def read_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> lis
         try:
             data = json.loads(line)
         except json.JSONDecodeError as error:
-            bad(number, f"not JSON ({error})")
+            bad.add(number, f"not JSON ({error})")
             continue
         except RecursionError:
-            bad(number, "not JSON (nested too deeply)")
+            bad.add(number, "not JSON (nested too deeply)")
             continue
         except ValueError:  # an integer longer than Python converts
-            bad(number, "not JSON (a number with too many digits)")
+            bad.add(number, "not JSON (a number with too many digits)")
             continue
         if not isinstance(data, dict):
-            bad(number, "not a JSON object")
+            bad.add(number, "not a JSON object")
             continue
         try:
             task = schema.load(data)
         except ma.ValidationError as error:
-            bad(number, "; ".join(_flatten(error.messages)))
+            bad.add(number, "; ".join(_flatten(error.messages)))
             continue
-        if task["id"] in seen and not new_ids:
-            bad(number, f"id {task['id']} repeats line {seen[task['id']]}")
-            continue
-        seen.setdefault(task["id"], number)
-        task_id = uuid.uuid4() if new_ids else task["id"]
-        rows.append(
-            {
-                **task,
-                "id": task_id,
-                "user_id": user_id,
-                "title_lower": task["title"].lower(),
-                "version": imported_version(),
-            }
-        )
-    if total_bad:
-        raise BadLines(errors, total_bad)
-    if not rows:
-        raise OperatorError("the file holds no tasks")
-    return rows
+        if not new_ids:
+            first = first_line_of.setdefault(task["id"].int, number)
+            if first != number:
+                bad.add(number, f"id {task['id']} repeats line {first}")
+                continue
+        yield {
+            **task,
+            "id": uuid.uuid4() if new_ids else task["id"],
+            "user_id": user_id,
+            "title_lower": task["title"].lower(),
+            "version": imported_version(),
+        }
 
 
-def existing_ids(connection: sa.Connection, user_id: str, ids: list[uuid.UUID]) -> list:
-    found = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        found += connection.scalars(
-            sa.select(Task.id).where(Task.user_id == user_id, Task.id.in_(chunk))
-        ).all()
-    return found
+def batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def import_rows(user_id: str, rows: list[dict]) -> int:
-    """Insert the rows in one transaction; OperatorError if any id already exists."""
+class ImportFailed(Exception):
+    """Internal: a batch cannot go in (after a bad line, or an id the user has), so
+    the import has failed; raised to end its transaction at once."""
+
+    def __init__(self, batch: list[dict], error: sa.exc.IntegrityError | None = None):
+        super().__init__()
+        self.batch = batch
+        self.error = error
+
+
+def existing_ids(user_id: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
     with db.engine.begin() as connection:
         rls.apply(connection)
-        clashes = existing_ids(connection, user_id, [row["id"] for row in rows])
-        if clashes:
-            raise OperatorError(
-                f"{len(clashes)} task id(s) already exist for {user_id!r}"
-                f" (e.g. {clashes[0]}): nothing imported; use --new-ids to re-key"
-            )
-        seeding.insert_rows(connection, rows)
-    return len(rows)
+        return connection.scalars(
+            sa.select(Task.id).where(Task.user_id == user_id, Task.id.in_(ids))
+        ).all()
+
+
+def import_lines(lines: Iterable[str], user_id: str, new_ids: bool = False) -> int:
+    """Check every line and add its task to `user_id`, all in one transaction; returns
+    the count. BadLines lists the bad lines; OperatorError says why else nothing
+    was imported (text that is not UTF-8, no tasks, ids the user already has).
+
+    Rows go in by BATCH_SIZE as the lines are read, so that memory holds a batch,
+    not the file. At the first bad line or existing id the transaction is rolled
+    back, and the rest of the lines only checked: to report every bad line, or
+    else to count the existing ids. (The primary key finds an existing id as the
+    batch goes in; a SELECT of each batch's ids first would be planned on
+    statistics that know nothing of the rows written earlier in the transaction,
+    and on PostgreSQL read all of them, each time.)
+    """
+    bad = LineErrors()
+    pending = batches(task_rows(lines, user_id, new_ids, bad), BATCH_SIZE)
+    count = 0
+    try:
+        with db.engine.begin() as connection:
+            rls.apply(connection)
+            # One new revision at the end: the user's row of task_revisions stays
+            # unlocked (the API can write) until then.
+            with seeding.revisions_bumped_after(connection, [user_id]):
+                for batch in pending:
+                    if bad.total:
+                        raise ImportFailed(batch)
+                    try:
+                        connection.execute(sa.insert(Task), batch)
+                    except sa.exc.IntegrityError as error:
+                        raise ImportFailed(batch, error) from None
+                    count += len(batch)
+            if bad.total:
+                raise BadLines(bad.reported, bad.total)
+            if not count:
+                raise OperatorError("the file holds no tasks")
+        return count
+    except ImportFailed as failure:
+        error = failure.error
+        pending = itertools.chain([failure.batch], pending)
+    clash_count, clash_example = 0, None
+    for batch in pending:
+        if not bad.total:  # else the bad lines are the report: no ids to look up
+            clashes = existing_ids(user_id, [row["id"] for row in batch])
+            clash_count += len(clashes)
+            clash_example = clash_example or next(iter(clashes), None)
+    if bad.total:
+        raise BadLines(bad.reported, bad.total)
+    if not clash_count:  # not an id after all (or no longer there): the database's word
+        raise error
+    raise OperatorError(
+        f"{clash_count} task id(s) already exist for {user_id!r}"
+        f" (e.g. {clash_example}): nothing imported; use --new-ids to re-key"
+    )

@@ -496,7 +496,7 @@ def export_command(user_id, output):
 
 
 @tasks.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8", errors="surrogateescape"))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig", errors="surrogateescape"))
 @click.option("--user-id", required=True, callback=_user_id, help="The owner of the tasks.")
 @click.option("--new-ids", is_flag=True, help="Give every task a new id (times are kept).")
 @operator_command

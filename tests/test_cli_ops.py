@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import threading
+import uuid
 from contextlib import contextmanager
 
 import click
@@ -351,6 +352,25 @@ def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):
         "created_at": "2026-01-14T10:00:00.500000Z",
         "updated_at": "2026-01-14T10:00:01.000000Z",
     }
+
+
+def test_import_skips_a_byte_order_mark_at_the_start(app, alice, tmp_path):
+    # Windows editors start UTF-8 files with one; anywhere else it is still refused.
+    bom = b"\xef\xbb\xbf"
+    at_start, on_line_2 = tmp_path / "at-start.jsonl", tmp_path / "on-line-2.jsonl"
+    at_start.write_bytes(bom + json.dumps(GOOD).encode() + b"\n")
+    on_line_2.write_bytes(b"\n" + bom + json.dumps(GOOD).encode() + b"\n")
+    piped = bom + json.dumps({**GOOD, "id": str(uuid.uuid4())}).encode() + b"\n"
+
+    from_file = invoke(app, "import", str(at_start), "--user-id", "alice")
+    from_stdin = invoke(app, "import", "-", "--user-id", "alice", input=piped)
+    refused = invoke(app, "import", str(on_line_2), "--user-id", "bob")
+
+    assert (from_file.exit_code, from_file.stdout) == (0, "Imported 1 tasks for 'alice'.\n")
+    assert (from_stdin.exit_code, from_stdin.stdout) == (0, "Imported 1 tasks for 'alice'.\n")
+    assert len(api_tasks(alice, "alice")) == 2
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"{on_line_2}:2: not JSON (Unexpected UTF-8 BOM")
 
 
 LATIN_1_ON_LINE_3 = f'{json.dumps(GOOD)}\n\n{{"title": "caf\xe9"}}\n'.encode("latin-1")

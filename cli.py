@@ -12,11 +12,9 @@ import contextlib
 import functools
 import json
 import math
-import os
 import random
 import shlex
 import signal
-import stat
 import sys
 import time
 import urllib.parse
@@ -26,7 +24,18 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
-from todo import admin, bench, devtokens, doctor, idempotency, rls, seeding, stats, transfer
+from todo import (
+    admin,
+    bench,
+    devtokens,
+    doctor,
+    files,
+    idempotency,
+    rls,
+    seeding,
+    stats,
+    transfer,
+)
 from todo.models import user_id_problem
 
 tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
@@ -86,58 +95,18 @@ def _file_name(ctx, param, value):
 
 
 @contextlib.contextmanager
-def _cannot_write(path: str):
-    try:
-        yield
-    except OSError as error:
-        raise click.ClickException(f"cannot write {path}: {error.strerror or error}") from None
-
-
-@contextlib.contextmanager
-def _private_json_file(path: str):
-    """Open `path` now and yield `write(data)`, which fills it with JSON readable by
-    its owner only (it holds tokens), for once the work it describes is done.
-
-    Opening first, an unwritable path fails before the work. If the block fails,
-    a file created here is removed and an existing one is left as it was.
-    """
-    with _cannot_write(path):
-        try:
-            descriptor, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), True
-        except FileExistsError:
-            descriptor, created = os.open(path, os.O_WRONLY), False
-    with os.fdopen(descriptor, "w") as output:
-        # A device or a pipe (/dev/stdout), which other users share, keeps its mode.
-        regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
-
-        def write(data) -> None:
-            with _cannot_write(path):
-                if regular:  # chmod before emptying: a file we may not chmod stays whole
-                    os.fchmod(descriptor, 0o600)
-                    os.ftruncate(descriptor, 0)
-                json.dump(data, output, indent=2)
-                output.write("\n")
-                output.flush()
-
-        try:
-            if regular and not created:
-                with _cannot_write(path):  # fail now where that chmod would (not our file)
-                    os.fchmod(descriptor, stat.S_IMODE(os.fstat(descriptor).st_mode))
-            yield write
-        except BaseException:
-            if created:
-                os.unlink(path)
-            raise
-
-
-@contextlib.contextmanager
 def _ctrl_c_between_batches(progress):
     """Yield `progress` wrapped to raise KeyboardInterrupt (click's "Aborted!") when
     Ctrl-C was pressed since: between batches, never inside a database call.
 
     Interrupted there, psycopg cancels the statement and prints that it ignored the
-    error of leaving its pipeline. A second Ctrl-C interrupts at once.
+    error of leaving its pipeline. A second Ctrl-C interrupts at once. A Ctrl-C
+    after the last batch (during the commit) is dropped: the seed completes. Where
+    Ctrl-C is not Python's (ignored, as in a shell's background job) it stays so.
     """
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield progress
+        return
     pressed = []
 
     def hold(signum, frame):
@@ -261,20 +230,15 @@ def seed_command(
             }
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
+        files.check_writable(tokens_file)
 
-    # The tokens are written only once the seed has committed: none for users that
-    # were never seeded.
-    output = _private_json_file(tokens_file) if tokens_file else contextlib.nullcontext()
-    with output as write_tokens:
-        started = time.perf_counter()
-        with (
-            click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar,
-            _ctrl_c_between_batches(bar.update) as progress,
-        ):
-            count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, progress)
-        elapsed = time.perf_counter() - started
-        if write_tokens:
-            write_tokens(tokens)
+    started = time.perf_counter()
+    with (
+        click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar,
+        _ctrl_c_between_batches(bar.update) as progress,
+    ):
+        count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, progress)
+    elapsed = time.perf_counter() - started
     click.echo(
         f"Seeded {count} tasks for {len(all_users)} users in {elapsed:.1f} s"
         f" ({count / elapsed:,.0f} tasks/s)."
@@ -283,6 +247,10 @@ def seed_command(
     shown = ", ".join(all_users[:5]) + (f" and {more} more" if more > 0 else "")
     click.echo(f"Users: {shown}")
     if tokens_file:
+        # Only now that the seed has committed: no tokens for users never seeded.
+        with files.replaced_when_complete(tokens_file, private=True) as output:
+            json.dump(tokens, output, indent=2)
+            output.write("\n")
         click.echo(f"Tokens: {tokens_file}")
 
 
@@ -474,7 +442,8 @@ def stats_command(top, as_json):
     type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
     callback=_file_name,
-    help="File to write (replaced only when complete; a symlink's target).  [default: stdout]",
+    help="File to write (replaced only when complete; a symlink's target; a device or"
+    " /dev/stdout is appended to).  [default: stdout]",
 )
 @operator_command
 def export_command(user_id, output):

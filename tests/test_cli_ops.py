@@ -4,6 +4,8 @@ import http.server
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 import uuid
 from contextlib import contextmanager
@@ -13,7 +15,7 @@ import flask_migrate
 import pytest
 import sqlalchemy as sa
 from conftest import base_config
-from ops_support import free_port, fresh_database, unreachable_url
+from ops_support import ROOT, command_environment, free_port, fresh_database, unreachable_url
 
 from cli import tasks
 from todo import create_app, rls, transfer
@@ -611,6 +613,42 @@ def test_export_into_a_pipe_writes_into_it(app, alice, tmp_path):
     assert stat.S_ISFIFO(pipe.stat().st_mode)
     assert [json.loads(line) for line in received.splitlines()] == api_tasks(alice, "alice")
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_export_to_dev_stdout_appends_to_the_file_the_shell_opened(backend, tmp_path):
+    # `export -o /dev/stdout >> log`: /dev/stdout leads to the log itself, which must
+    # be written into (at its end), not replaced by the export.
+    log = tmp_path / "log.jsonl"
+    log.write_text("an earlier line\n")
+    flask = [sys.executable, "-m", "flask", "tasks"]
+    with fresh_database(backend, tmp_path) as url:
+        environment = command_environment(url)
+        seeded = subprocess.run(
+            [*flask, "seed", "--user-id", "alice", "--tasks-per-user", "2"],
+            check=False,
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        with log.open("a") as appended:
+            exported = subprocess.run(
+                [*flask, "export", "--user-id", "alice", "-o", "/dev/stdout"],
+                check=False,
+                cwd=ROOT,
+                env=environment,
+                stdout=appended,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+    assert seeded.returncode == 0, seeded.stderr
+    assert (exported.returncode, exported.stderr) == (0, "")
+    lines = log.read_text().splitlines()
+    assert lines[0] == "an earlier line"
+    assert [json.loads(line)["user_id"] for line in lines[1:3]] == ["alice", "alice"]
+    assert lines[3:] == ["Exported 2 tasks of 'alice' to /dev/stdout."]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_export_through_a_symlink_replaces_its_target(app, alice, tmp_path):

@@ -16,7 +16,7 @@ from ops_support import ROOT, command_environment, fresh_database, unreachable_u
 from servers import wait_until
 
 from cli import tasks
-from todo import create_app, rls
+from todo import create_app, rls, seeding
 from todo.extensions import db
 from todo.models import Task
 
@@ -174,6 +174,64 @@ def test_tokens_file_that_is_a_pipe_is_written_into_and_keeps_its_mode(app, tmp_
     assert result.exit_code == 0, result.output
     assert list(json.loads(received)) == ["alice"]
     assert stat.S_IMODE(pipe.stat().st_mode) == 0o666
+
+
+def test_tokens_file_through_a_dangling_symlink_creates_its_target(app, tmp_path):
+    link = tmp_path / "tokens.json"
+    link.symlink_to("kept/tokens.json")
+    (tmp_path / "kept").mkdir()
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "1", "--tokens-file", link]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    target = tmp_path / "kept" / "tokens.json"
+    assert list(json.loads(target.read_text())) == ["alice"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_tokens_that_cannot_be_written_after_the_seed_are_one_line(app):
+    # /dev/full takes the open and refuses the bytes: the seed has committed by then.
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "2", "--tokens-file", "/dev/full"]
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout.startswith("Seeded 2 tasks for 1 users in ")
+    assert result.stderr.endswith("Error: cannot write /dev/full: No space left on device\n")
+    assert "Traceback" not in result.output
+    assert len(all_tasks(app)) == 2
+
+
+def test_ctrl_c_is_held_during_a_seed_and_its_handler_put_back(app, monkeypatch):
+    # Held between batches while seeding; a Ctrl-C that was ignored (as in a shell's
+    # background job) stays ignored, and whatever was there before is there after.
+    seen_while_seeding = []
+    seed = seeding.seed
+
+    def seed_noting_the_handler(*args):
+        seen_while_seeding.append(signal.getsignal(signal.SIGINT))
+        return seed(*args)
+
+    monkeypatch.setattr(seeding, "seed", seed_noting_the_handler)
+    invoke = app.test_cli_runner().invoke
+    arguments = ["seed", "--user-id", "alice", "--tasks-per-user", "1"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    held = invoke(tasks, arguments)
+    after_held = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ignored = invoke(tasks, arguments)
+        after_ignored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    assert (held.exit_code, ignored.exit_code) == (0, 0)
+    assert seen_while_seeding[0].__name__ == "hold"
+    assert seen_while_seeding[1] is signal.SIG_IGN
+    assert (after_held, after_ignored) == (signal.default_int_handler, signal.SIG_IGN)
 
 
 def test_tokens_file_without_a_secret_is_refused_before_writing(make_app, tmp_path):

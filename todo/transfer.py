@@ -5,23 +5,19 @@ every line with the API's own create schema plus the id and the times, and write
 all the tasks in one transaction, or none.
 """
 
-import contextlib
-import errno
 import itertools
 import json
-import os
 import re
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC
-from pathlib import Path
 
 import marshmallow as ma
 import sqlalchemy as sa
 from marshmallow import fields
 
-from todo import rls, seeding
+from todo import files, rls, seeding
 from todo.admin import OperatorError
 from todo.extensions import db
 from todo.models import Task
@@ -118,37 +114,13 @@ def export_lines(user_id: str) -> Iterator[str]:
 
 
 def export_to_file(user_id: str, path: str) -> int:
-    """Write the export to `path` (replaced only once complete); returns the task count.
-
-    A symbolic link is followed: its target is replaced, as `cp` or a shell's `>`
-    would write it, and a dangling link's target is created (if its folder exists).
-    """
-    target = Path(path)
-    partial = None
+    """Write the export to `path` (todo/files.py: replaced only once complete);
+    returns the task count."""
     count = 0
-    try:
-        # A device or a pipe (/dev/null, a FIFO) is written into: there is no file to
-        # replace, and replacing it would put a regular file in its place. Nor is its
-        # path resolved: /dev/stdout leads to /proc/self/fd/1, which names a pipe or a
-        # terminal that no path resolves to.
-        if target.is_file() or not target.exists():
-            target = Path(os.path.realpath(target))
-            if target.is_symlink():  # in a loop of links, which realpath leaves be
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-            partial = target.with_name(f".{target.name}.partial")
-        with (partial or target).open("w", encoding="utf-8") as output:
-            for line in export_lines(user_id):
-                output.write(line + "\n")
-                count += 1
-        if partial is not None:
-            os.replace(partial, target)
-    except BaseException as error:
-        if partial is not None:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
-        raise
+    with files.replaced_when_complete(path) as output:
+        for line in export_lines(user_id):
+            output.write(line + "\n")
+            count += 1
     return count
 
 

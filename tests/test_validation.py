@@ -371,6 +371,20 @@ def test_wrong_method_is_405_with_allow(alice, method, path, allowed):
     assert response.headers["Allow"] == allowed
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        (LIST, "GET, HEAD, OPTIONS, POST"),
+        (LIST + "/00000000-0000-4000-8000-000000000000", "DELETE, GET, HEAD, OPTIONS, PUT"),
+    ],
+)
+def test_options_lists_the_methods_in_one_order(app, path, allowed):
+    response = app.test_client().options(path)  # no token: a preflight needs none
+
+    assert response.status_code == 200
+    assert response.headers["Allow"] == allowed
+
+
 # 500
 
 

@@ -291,9 +291,6 @@ class Api(flask_smorest.Api):
             name: value for name, value in error.get_headers() if name.lower() != "content-type"
         }
         headers.update(data.get("headers") or {})
-        if getattr(error, "valid_methods", None):
-            # werkzeug lists them in the order of a set, which changes with each process
-            headers["Allow"] = ", ".join(sorted(error.valid_methods))
         if code == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")
         if code == 503:

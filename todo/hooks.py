@@ -47,6 +47,9 @@ def finish_response(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     if response.status_code in (204, 304):
         response.headers.pop("Content-Type", None)  # no body, so no type
+    if "Allow" in response.headers:  # a 405, or an OPTIONS answer
+        # werkzeug lists the methods in the order of a set, which changes with each process
+        response.headers["Allow"] = ", ".join(sorted(response.allow))
     if request.path == "/api" or request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     if current_app.config["ENVIRONMENT"] == "production":

@@ -57,6 +57,7 @@ def _vary_by_origin(response):
     # Whatever the number of origins, an answer of CORS_PATHS depends on Origin (without
     # one it has no CORS headers), but flask-cors says so only when one of several
     # origins matched: a cache could otherwise serve one origin's answer to another.
+    # The path test mirrors flask-cors's own (cors_after_request): recheck it on upgrades.
     if re.match(CORS_PATHS, unquote(request.path)):
         response.vary.add("Origin")
     return response

@@ -267,6 +267,10 @@ def _like_escaped(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
+# The columns of a page's row, by position (rows are plain tuples, cheaper by the thousand).
+SORT_VALUE, SORT_ID, TOTAL, JSON = range(4)
+
+
 @functools.cache
 def _page_statement(dialect_name: str, status: str, searching: bool, sort: str, paging: bool):
     """A list page's SELECT (limit + 1 rows: one more tells there is a next page).
@@ -338,14 +342,14 @@ def _read_page(user_id, *, status, q, sort, limit, after) -> TaskPage:
     rows = roundtrip.rows(statement, user_id, params, plain=True)
     rows, more = rows[:limit], len(rows) > limit
     if rows:
-        total = rows[0][2]
+        total = rows[0][TOTAL]
     elif after is None:
         total = 0
     else:  # a page past the last match (its tasks were deleted since the cursor)
         total = roundtrip.rows(_count_statement(status, searching), user_id, params)[0].total
-    next_cursor = cursor.encode(sort, rows[-1][0], rows[-1][1]) if more else None
+    next_cursor = cursor.encode(sort, rows[-1][SORT_VALUE], rows[-1][SORT_ID]) if more else None
     if _on_postgresql(dialect_name):
-        items = ",".join([row[3] for row in rows])
+        items = ",".join([row[JSON] for row in rows])
     else:
         items = ",".join(
             [current_app.json.dumps(task_json(row), separators=COMPACT) for row in rows]

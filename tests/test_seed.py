@@ -1,5 +1,6 @@
 """`flask tasks seed`: realistic rows, consistent with the table's rules, added in bulk"""
 
+import contextlib
 import json
 import os
 import re
@@ -371,44 +372,60 @@ HOLD_THE_TENTH_TASK = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
-def test_ctrl_c_during_a_seed_aborts_in_one_line_and_writes_nothing(backend, tmp_path):
-    tokens_file = tmp_path / "tokens.json"
+@contextlib.contextmanager
+def seed_waiting_at_its_tenth_task(backend, tmp_path, *options):
+    """A `flask tasks seed` of 20 tasks in a subprocess, once its tenth INSERT waits
+    for the lock held here: (the process, its backend's pid, an autocommit
+    connection, the connection that holds the lock)."""
     command = [sys.executable, "-m", "flask", "tasks", "seed", "--user-id", "alice"]
-    command += ["--tasks-per-user", "20", "--tokens-file", str(tokens_file)]
+    command += ["--tasks-per-user", "20", *options]
     waiting = sa.text(
-        "SELECT count(*) FROM pg_stat_activity"
+        "SELECT pid FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     with fresh_database(backend, tmp_path) as url:
         engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
-        with (
-            engine.connect() as locker,
-            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as observer,
-        ):
-            for statement in HOLD_THE_TENTH_TASK:
-                locker.execute(sa.text(statement))
-            locker.commit()
-            locker.execute(sa.text("SELECT pg_advisory_lock(42)"))
-            with subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=command_environment(url),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ) as seed:
-                try:
-                    assert wait_until(lambda: observer.execute(waiting).scalar() == 1)
-                    seed.send_signal(signal.SIGINT)
-                    locker.execute(sa.text("SELECT pg_advisory_unlock(42)"))
-                    stdout, stderr = seed.communicate(timeout=60)
-                finally:
-                    seed.kill()
-            tasks_left = observer.execute(sa.text("SELECT count(*) FROM tasks")).scalar()
-            # Sequences ignore rollbacks: the batch's 20 INSERTs ran, none was cancelled.
-            inserted = observer.execute(sa.text("SELECT last_value FROM seeded")).scalar()
-        engine.dispose()
+        try:
+            with (
+                engine.connect() as locker,
+                engine.connect().execution_options(isolation_level="AUTOCOMMIT") as observer,
+            ):
+                for statement in HOLD_THE_TENTH_TASK:
+                    locker.execute(sa.text(statement))
+                locker.commit()
+                locker.execute(sa.text("SELECT pg_advisory_lock(42)"))
+                with subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=command_environment(url),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ) as seed:
+                    try:
+                        assert wait_until(lambda: observer.execute(waiting).first() is not None)
+                        yield seed, observer.execute(waiting).scalar(), observer, locker
+                    finally:
+                        seed.kill()
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_ctrl_c_during_a_seed_aborts_in_one_line_and_writes_nothing(backend, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    with seed_waiting_at_its_tenth_task(backend, tmp_path, "--tokens-file", str(tokens_file)) as (
+        seed,
+        _,
+        observer,
+        locker,
+    ):
+        seed.send_signal(signal.SIGINT)
+        locker.execute(sa.text("SELECT pg_advisory_unlock(42)"))
+        stdout, stderr = seed.communicate(timeout=60)
+        tasks_left = observer.execute(sa.text("SELECT count(*) FROM tasks")).scalar()
+        # Sequences ignore rollbacks: the batch's 20 INSERTs ran, none was cancelled.
+        inserted = observer.execute(sa.text("SELECT last_value FROM seeded")).scalar()
 
     # click's own Ctrl-C ending: a new line (after the terminal's ^C), then "Aborted!"
     assert (seed.returncode, stdout, stderr) == (1, "", "Seeding\n\nAborted!\n")
@@ -418,40 +435,11 @@ def test_ctrl_c_during_a_seed_aborts_in_one_line_and_writes_nothing(backend, tmp
 
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_connection_lost_during_a_seed_is_one_line_and_writes_nothing(backend, tmp_path):
-    command = [sys.executable, "-m", "flask", "tasks", "seed", "--user-id", "alice"]
-    command += ["--tasks-per-user", "20"]
-    waiting = sa.text(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    with fresh_database(backend, tmp_path) as url:
-        engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
-        with (
-            engine.connect() as locker,
-            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as observer,
-        ):
-            for statement in HOLD_THE_TENTH_TASK:
-                locker.execute(sa.text(statement))
-            locker.commit()
-            locker.execute(sa.text("SELECT pg_advisory_lock(42)"))
-            with subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=command_environment(url),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ) as seed:
-                try:
-                    assert wait_until(lambda: observer.execute(waiting).first() is not None)
-                    seed_backend = observer.execute(waiting).scalar()
-                    observer.execute(sa.text(f"SELECT pg_terminate_backend({seed_backend})"))
-                    stdout, stderr = seed.communicate(timeout=60)
-                finally:
-                    seed.kill()
-            locker.execute(sa.text("SELECT pg_advisory_unlock(42)"))
-            tasks_left = observer.execute(sa.text("SELECT count(*) FROM tasks")).scalar()
-        engine.dispose()
+    with seed_waiting_at_its_tenth_task(backend, tmp_path) as (seed, pid, observer, locker):
+        observer.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        stdout, stderr = seed.communicate(timeout=60)
+        locker.execute(sa.text("SELECT pg_advisory_unlock(42)"))
+        tasks_left = observer.execute(sa.text("SELECT count(*) FROM tasks")).scalar()
 
     assert (seed.returncode, stdout, tasks_left) == (1, "", 0)
     assert stderr == (

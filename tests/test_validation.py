@@ -3,10 +3,12 @@
 import logging
 
 import pytest
+import sqlalchemy as sa
 from conftest import make_token
 from helpers import TIME, count, create, row
 
 from todo import tasks as service
+from todo.extensions import db
 
 LIST = "/api/alice/tasks"
 LEAKS = (
@@ -410,6 +412,25 @@ def test_unhandled_error_is_500_in_the_envelope_without_a_traceback(production_l
     logged = [r for r in caplog.records if r.exc_info]
     assert len(logged) == 1
     assert logged[0].request_id == "boom-1"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT no_such_column FROM tasks", "SELECT * FROM no_such_table", "SELEC 1"],
+)
+def test_a_statement_the_database_cannot_run_is_a_500_on_every_backend(make_app, sql):
+    # sqlite3 calls these OperationalError, like an unreachable database (a 503):
+    # they are bugs, a 500 as PostgreSQL's ProgrammingError is.
+    app = make_app(TESTING=False, PROPAGATE_EXCEPTIONS=False)
+
+    @app.get("/bad-sql")
+    def bad_sql():
+        db.session.execute(sa.text(sql))
+
+    response = app.test_client().get("/bad-sql")
+
+    assert_error(response, 500, "INTERNAL_ERROR", None, message="An internal error occurred.")
+    assert "Retry-After" not in response.headers
 
 
 def test_error_inside_an_api_view_is_500_and_writes_nothing(production_like, monkeypatch):

@@ -3,6 +3,7 @@ envelope, and the headers of every answer in the OpenAPI document"""
 
 import http
 import json
+import sqlite3
 
 import apispec
 import flask
@@ -50,6 +51,9 @@ ERROR_MESSAGES = {
 }
 
 RETRY_AFTER_SECONDS = "5"
+# sqlite3 reports what is wrong with a statement itself (a table or column that does
+# not exist, bad SQL) as OperationalError, the class of an unreachable database.
+SQLITE_STATEMENT_ERRORS = ("no such table", "no such column", "near ")
 
 # The OpenAPI document says what todo.hooks.finish_response, handle_http_exception
 # and the rate limiter (todo.limits) do to answers, whatever the configuration (one
@@ -305,6 +309,10 @@ class Api(flask_smorest.Api):
     def _database_unavailable(self, error):
         db.session.rollback()
         cause = getattr(error, "orig", None) or error
+        if isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(
+            SQLITE_STATEMENT_ERRORS
+        ):
+            raise error  # a bug, not an outage: a 500, as PostgreSQL's ProgrammingError
         flask.current_app.logger.warning("database unavailable: %s", type(cause).__name__)
         return self.handle_http_exception(ServiceUnavailable())
 

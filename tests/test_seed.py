@@ -230,7 +230,7 @@ def test_ctrl_c_is_held_during_a_seed_and_its_handler_put_back(app, monkeypatch)
         signal.signal(signal.SIGINT, previous)
 
     assert (held.exit_code, ignored.exit_code) == (0, 0)
-    assert seen_while_seeding[0].__name__ == "hold"
+    assert seen_while_seeding[0] not in (signal.default_int_handler, signal.SIG_IGN)  # held
     assert seen_while_seeding[1] is signal.SIG_IGN
     assert (after_held, after_ignored) == (signal.default_int_handler, signal.SIG_IGN)
 

@@ -40,8 +40,6 @@ from todo.models import user_id_problem
 
 tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
 
-MAX_SEED_TASKS = seeding.MAX_TASKS
-
 
 class FiniteFloatRange(click.FloatRange):
     """click.FloatRange without nan, which every bound check lets through, nor inf
@@ -220,8 +218,8 @@ def seed_command(
     if not all_users:
         raise click.UsageError("nothing to seed: give --users N or --user-id ID")
     total = len(all_users) * tasks_per_user
-    if total > MAX_SEED_TASKS:
-        raise click.UsageError(f"{total:,} tasks is more than {MAX_SEED_TASKS:,} in one run")
+    if total > seeding.MAX_TASKS:
+        raise click.UsageError(f"{total:,} tasks is more than {seeding.MAX_TASKS:,} in one run")
     admin.check_database()  # fail in one line before anything is written
     if tokens_file:
         try:

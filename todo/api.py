@@ -51,9 +51,6 @@ ERROR_MESSAGES = {
 }
 
 RETRY_AFTER_SECONDS = "5"
-# sqlite3 reports what is wrong with a statement itself (a table or column that does
-# not exist, bad SQL) as OperationalError, the class of an unreachable database.
-SQLITE_STATEMENT_ERRORS = ("no such table", "no such column", "near ")
 
 # The OpenAPI document says what todo.hooks.finish_response, handle_http_exception
 # and the rate limiter (todo.limits) do to answers, whatever the configuration (one
@@ -309,10 +306,11 @@ class Api(flask_smorest.Api):
     def _database_unavailable(self, error):
         db.session.rollback()
         cause = getattr(error, "orig", None) or error
-        if isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(
-            SQLITE_STATEMENT_ERRORS
-        ):
-            raise error  # a bug, not an outage: a 500, as PostgreSQL's ProgrammingError
+        # sqlite3 reports what is wrong with a statement itself (a table or column that
+        # does not exist, bad SQL) as OperationalError too, with SQLite's generic code:
+        # a bug, not an outage (busy, cannot open, I/O have codes of their own).
+        if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_ERROR:
+            raise error  # a 500, as PostgreSQL's ProgrammingError
         flask.current_app.logger.warning("database unavailable: %s", type(cause).__name__)
         return self.handle_http_exception(ServiceUnavailable())
 

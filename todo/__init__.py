@@ -9,7 +9,7 @@ from flask_cors import CORS
 
 from todo import config as settings
 from todo import health, hooks, limits, logs, metrics, rls
-from todo.api import Api
+from todo.api import Api, EveryOperation
 from todo.auth import TokenVerifier
 from todo.extensions import db, init_engines, migrate
 from todo.pagecache import PageCache
@@ -101,7 +101,8 @@ def create_app(config=None):
     app.extensions["todo.tokens"] = TokenVerifier(app.config)
     app.extensions["todo.pages"] = PageCache(int(app.config["PAGE_CACHE_MB"] * 2**20))
 
-    api = Api(app)
+    # The plugin also registers the header components Api's error responses name.
+    api = Api(app, spec_kwargs={"extra_plugins": [EveryOperation()]})
     register_blueprints(api)
     app.register_blueprint(health.bp)
     limits.init_app(app)  # after the blueprints: it hooks in behind their authentication

@@ -10,10 +10,10 @@ import flask
 import flask_smorest
 import marshmallow as ma
 import sqlalchemy as sa
-from sqlalchemy.orm.exc import StaleDataError
+from flask_smorest.utils import prepare_response
 from webargs import core
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import ServiceUnavailable, default_exceptions
+from werkzeug.exceptions import Conflict, ServiceUnavailable
 
 from todo.envelope import error_envelope
 from todo.extensions import db
@@ -241,12 +241,6 @@ class EveryOperation(apispec.BasePlugin):
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorResponseSchema
 
-    def __init__(self, app=None, *, spec_kwargs=None, **kwargs):
-        # The plugin also registers the header components the responses below name.
-        spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [EveryOperation(), *spec_kwargs.get("extra_plugins", ())]
-        super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
-
     def _register_responses(self):
         # Replaces flask-smorest's: one response per HTTP status, registered lazily
         # (listed once an operation names it, as "UNAUTHORIZED"), the errors in the
@@ -267,8 +261,8 @@ class Api(flask_smorest.Api):
             },
         }
         if status is None or status >= 400:
-            content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
-            response["content"] = {content_type: {"schema": self.ERROR_SCHEMA}}
+            response["schema"] = self.ERROR_SCHEMA
+        prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
         self.spec.components.response(name, response, lazy=True)
 
     def _register_pagination_header(self):
@@ -283,7 +277,6 @@ class Api(flask_smorest.Api):
         app.register_error_handler(sa.exc.InterfaceError, self._database_unavailable)
         app.register_error_handler(sa.exc.TimeoutError, self._database_unavailable)
         app.register_error_handler(sa.exc.IntegrityError, self._integrity_error)
-        app.register_error_handler(StaleDataError, self._stale_write)
 
     def handle_http_exception(self, error):
         data = getattr(error, "data", None) or {}
@@ -316,23 +309,7 @@ class Api(flask_smorest.Api):
 
     def _integrity_error(self, error):
         db.session.rollback()
-        return self.handle_http_exception(_http_error(409))
-
-    def _stale_write(self, error):
-        db.session.rollback()
-        # Another request updated the task between our read and our write; with
-        # If-Match the client asked exactly for this check.
-        if flask.request.if_match:
-            return self.handle_http_exception(_http_error(412))
-        return self.handle_http_exception(
-            _http_error(409, message="The task was changed by another request; read it again.")
-        )
-
-
-def _http_error(code, **data):
-    error = default_exceptions[code]()
-    error.data = data
-    return error
+        return self.handle_http_exception(Conflict())
 
 
 def _status(code):

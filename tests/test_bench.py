@@ -200,7 +200,7 @@ def test_bench_reports_a_server_that_is_not_ready(backend, tmp_path):
     assert result.stderr == (
         "Starting gunicorn on 127.0.0.1...\n"
         "Error: the server is not ready: Not ready: schema at no migration,"
-        " expected ['0005']: run flask db upgrade.\n"
+        " expected ['0006']: run flask db upgrade.\n"
     )
 
 

@@ -839,7 +839,7 @@ def test_doctor_on_a_healthy_deployment(app, backend):
     assert lines[0].startswith("warn  environment        ENVIRONMENT=test")
     assert lines[1] == "ok    token key          JWT_SECRET of 42 bytes"
     assert lines[4].startswith(f"ok    database           {backend} ")
-    assert lines[5] == "ok    schema             at the latest migration (0005)"
+    assert lines[5] == "ok    schema             at the latest migration (0006)"
     assert lines[6] == "ok    indexes            all 5 expected indexes present"
     if backend == "postgresql":
         assert lines[7] == (
@@ -897,7 +897,7 @@ def test_doctor_finds_a_missing_index_and_an_old_schema(backend, tmp_path):
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[5] == (
-        "FAIL  schema             schema at no migration, expected ['0005']: run flask db upgrade"
+        "FAIL  schema             schema at no migration, expected ['0006']: run flask db upgrade"
     )
     assert lines[6] == "FAIL  indexes            missing ix_tasks_user_title"
     assert result.stderr == "Error: 2 check(s) failed\n"
@@ -1017,7 +1017,7 @@ def test_commands_that_write_refuse_a_schema_behind_the_code(backend, tmp_path, 
         with app.app_context():
             db.engine.dispose()
     assert result.exit_code == 1
-    assert result.stderr == "Error: schema at ['0001'], expected ['0005']: run flask db upgrade\n"
+    assert result.stderr == "Error: schema at ['0001'], expected ['0006']: run flask db upgrade\n"
     assert left == 0
 
 

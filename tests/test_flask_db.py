@@ -43,14 +43,15 @@ def test_db_upgrade_twice_is_harmless_and_leaves_the_schema_current(backend, tmp
         "0002 -> 0003",
         "0003 -> 0004",
         "0004 -> 0005",
+        "0005 -> 0006",
     ]
     assert second.returncode == 0, second.stderr
     assert upgrades(second) == []
-    assert current.returncode == 0 and current.stdout == "0005 (head)\n"
+    assert current.returncode == 0 and current.stdout == "0006 (head)\n"
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected." in check.stdout + check.stderr
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "ok    schema             at the latest migration (0005)" in doctor.stdout
+    assert "ok    schema             at the latest migration (0006)" in doctor.stdout
 
 
 def test_flask_tasks_lists_every_operator_command(tmp_path):

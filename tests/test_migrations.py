@@ -180,4 +180,4 @@ def test_the_flask_command_upgrades_and_checks(empty_database_url, tmp_path):
             check=False,
         )
         assert result.returncode == 0, result.stderr
-    assert result.stdout == "0005 (head)\n"  # db current, the last command
+    assert result.stdout == "0006 (head)\n"  # db current, the last command

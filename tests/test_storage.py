@@ -325,3 +325,31 @@ def test_every_list_order_is_served_by_a_user_index_without_a_sort(app, backend,
         else:
             assert not any("TEMP B-TREE" in detail for detail in nodes), nodes
             assert any(f"USING INDEX {index}" in detail for detail in nodes), nodes
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite runs select_one_inline itself
+def test_task_by_id_returns_what_its_inline_query_returns(app, alice, bob):
+    """Migration 0006 holds a copy of the one-task query, the task's JSON included."""
+    ids = [
+        create(alice)["id"],
+        create(alice, title=" Ünïcode \"quotes\" 'and' \\ back\tslash ", description="")["id"],
+        create(alice, title="done", description="x" * 10_000, is_completed=True)["id"],
+    ]
+    bobs = create(bob, user="bob")["id"]
+    with app.app_context():
+        for task_id in [*ids, bobs, str(uuid.uuid4())]:
+            params = {"owner_id": "alice", "task_id": uuid.UUID(task_id)}
+            called = roundtrip.rows(service.select_one("postgresql"), "alice", params)
+            inline = roundtrip.rows(service.select_one_inline("postgresql"), "alice", params)
+            assert [tuple(r) for r in called] == [tuple(r) for r in inline]
+            assert len(called) == (task_id in ids)  # none of bob's, through RLS too
+        as_bob = {"owner_id": "alice", "task_id": uuid.UUID(ids[0])}
+        assert roundtrip.rows(service.select_one("postgresql"), "bob", as_bob) == []
+    got = alice.get(f"/api/alice/tasks/{ids[1]}")
+    assert got.json["data"] == json.loads(inline_json(app, ids[1]))
+
+
+def inline_json(app, task_id):
+    with app.app_context():
+        params = {"owner_id": "alice", "task_id": uuid.UUID(task_id)}
+        return roundtrip.rows(service.select_one_inline("postgresql"), "alice", params)[0].json

@@ -249,3 +249,28 @@ def test_a_bulk_insert_changes_the_revision_too(workers):
             "alice",
             "bob",
         }
+
+
+def test_one_statement_over_several_users_changes_each_ones_revision(workers):
+    """The trigger sees each user's rows of one statement once (two tasks each here)."""
+    (first, _), (one, _) = workers
+    bob = {"Authorization": f"Bearer {make_token('bob')}"}
+    for title in ("a", "b"):
+        assert one.post("/api/alice/tasks", json={"title": title}).status_code == 201
+        assert one.post("/api/bob/tasks", json={"title": title}, headers=bob).status_code == 201
+    assert titles(one) == ["b", "a"]
+
+    def revisions():
+        with first.app_context(), rls.bypass():
+            rows = db.session.execute(sa.select(TaskRevision.user_id, TaskRevision.revision))
+            return dict(rows.all())
+
+    before = revisions()
+    with first.app_context(), rls.bypass():  # as an operator's script would
+        assert db.session.execute(sa.update(Task).values(title="bulk")).rowcount == 4
+        db.session.commit()
+    after = revisions()
+
+    assert after.keys() == before.keys() == {"alice", "bob"}
+    assert after["alice"] != before["alice"] and after["bob"] != before["bob"]
+    assert titles(one) == ["bulk", "bulk"]

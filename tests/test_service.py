@@ -163,3 +163,19 @@ def test_an_unsatisfiable_range_on_an_asset_is_416_in_the_envelope(anonymous):
         "Requested Range Not Satisfiable",
         None,
     )
+
+
+def test_flask_inspects_each_view_and_hook_once_not_on_every_request(app, alice):
+    """todo.TodoFlask keeps ensure_sync's answers for functions, and nothing per request
+    (MethodView's bound methods, new on each request, are not kept)."""
+    task_id = alice.post("/api/alice/tasks", json={"title": "a"}).json["data"]["id"]
+    for url in ("/api/alice/tasks", f"/api/alice/tasks/{task_id}"):
+        assert alice.get(url).status_code == 200
+    kept = dict(app._sync_functions)
+
+    for _ in range(20):
+        assert alice.get("/api/alice/tasks").status_code == 200
+        assert alice.get(f"/api/alice/tasks/{task_id}").status_code == 200
+
+    assert app._sync_functions == kept
+    assert kept and all(sync is function for function, sync in kept.items())

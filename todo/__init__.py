@@ -2,6 +2,7 @@
 
 import os
 import re
+import types
 from urllib.parse import unquote
 
 from flask import Flask, request
@@ -48,6 +49,28 @@ CORS_ALLOW_HEADERS = [
 CORS_EXPOSE_HEADERS = ["ETag", "Location", "X-Request-ID", "Idempotent-Replayed"]
 
 
+class TodoFlask(Flask):
+    """Flask, with `ensure_sync` answered once per function.
+
+    Flask calls it for every hook and view of every request, and flask-smorest for
+    each of its decorators (a dozen times for a GET): each call inspects the function
+    anew. A bound method (MethodView's, a new one per request) is not kept.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync_functions = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._sync_functions[func]
+        except (KeyError, TypeError):  # TypeError: not hashable
+            sync = super().ensure_sync(func)
+            if isinstance(func, types.FunctionType):
+                self._sync_functions[func] = sync
+            return sync
+
+
 def _exact(origin: str):
     # flask-cors reads "[" as a regular expression: an IPv6 origin is matched as written.
     return re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) if "[" in origin else origin
@@ -70,7 +93,7 @@ def create_app(config=None):
     from `config` or the environment, else Flask's default `instance/`.
     """
     instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
-    app = Flask(
+    app = TodoFlask(
         __name__,
         static_folder=None,
         instance_path=os.path.abspath(instance_path) if instance_path else None,

@@ -30,7 +30,7 @@ def success_response(data_json: str | bytes, **extra_meta):
         data_json = data_json.encode()
     meta_json = current_app.json.dumps(meta(**extra_meta), separators=COMPACT).encode()
     body = b"".join((b'{"data":', data_json, b',"meta":', meta_json, b"}"))
-    return current_app.response_class(body, mimetype="application/json")
+    return current_app.response_class(body, content_type="application/json")
 
 
 def error_envelope(code: str, message: str, details: dict | None) -> dict:

@@ -43,18 +43,19 @@ def _error_code(response):
 
 
 def finish_response(response):
+    status = response.status_code
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if response.status_code in (204, 304):
+    if status in (204, 304):
         response.headers.pop("Content-Type", None)  # no body, so no type
-    if "Allow" in response.headers:  # a 405, or an OPTIONS answer
+    if (status == 405 or request.method == "OPTIONS") and "Allow" in response.headers:
         # werkzeug lists the methods in the order of a set, which changes with each process
         response.headers["Allow"] = ", ".join(sorted(response.allow))
-    if request.path == "/api" or request.path.startswith("/api/"):
+    path = request.path
+    if path == "/api" or path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     if current_app.config["ENVIRONMENT"] == "production":
         response.headers["Strict-Transport-Security"] = HSTS
-    status = response.status_code
     level = logging.ERROR if status >= 500 else logging.INFO
     if not access_log.isEnabledFor(level):
         return response

@@ -96,7 +96,8 @@ def _run(engine: sa.Engine, sql: str, params: dict, row_factory=namedtuple_row) 
         with psycopg.ClientCursor(driver, row_factory=row_factory) as cursor:
             cursor.execute(sql, params)
             cursor.nextset()
-            return cursor.fetchall() if cursor.description else []
+            # rownumber, not description (which builds a Column per field on each call)
+            return cursor.fetchall() if cursor.rownumber is not None else []
     except psycopg.Error as error:
         # Lost: a connection that was open is gone (not: none could be opened).
         lost = driver is not None and engine.dialect.is_disconnect(error, driver, None)

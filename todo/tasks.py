@@ -93,7 +93,7 @@ def select_one(dialect_name: str) -> Statement:
 
     On PostgreSQL, a call of task_by_id() (migration 0006), whose plan of
     select_one_inline the server keeps per connection: planning it anew was a
-    third of the database's work per GET.
+    quarter of the database's CPU per GET.
     """
     if not _on_postgresql(dialect_name):
         return select_one_inline(dialect_name)

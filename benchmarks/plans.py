@@ -79,6 +79,8 @@ class Recorder:
             with raw.transaction(force_rollback=True), psycopg.ClientCursor(raw) as cur:
                 cur.execute(settings, params)
                 shown = cur.mogrify(statement, params)
+                if statement in self.inside:  # a function's first call compiles it
+                    cur.execute(statement, params)
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
                 plan = "\n".join(row[0] for row in cur.fetchall())
         finally:

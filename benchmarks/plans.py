@@ -42,8 +42,8 @@ class Recorder:
     def __init__(self):
         self.endpoint = None
         self.entries = []
-        # SQL that calls a function -> the query the function runs, which EXPLAIN of
-        # the call does not show (the one-task GET's task_by_id(), migration 0006)
+        # SQL that calls a function -> (its label, the query the function runs), which
+        # EXPLAIN of the call does not show (the one-task GET's task_by_id(), 0006)
         self.inside = {}
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany):  # noqa: PLR0917
@@ -62,17 +62,15 @@ class Recorder:
         def explained_then_sent(engine, sql, params, *rest):
             settings, statement = sql.split(";\n", 1)
             if self.endpoint is not None and DML.match(statement):
-                for query, called_by in (
-                    (statement, None),
-                    (self.inside.get(statement), statement),
-                ):
-                    if query is not None:
-                        self._explain(engine, settings, query, params, called_by)
+                self._explain(engine, settings, statement, params)
+                if statement in self.inside:
+                    label, query = self.inside[statement]
+                    self._explain(engine, settings, query, params, label)
             return send(engine, sql, params, *rest)
 
         return explained_then_sent
 
-    def _explain(self, engine, settings, statement, params, called_by):
+    def _explain(self, engine, settings, statement, params, label=None):
         pooled = engine.raw_connection()
         try:
             raw = pooled.driver_connection
@@ -85,10 +83,10 @@ class Recorder:
                 plan = "\n".join(row[0] for row in cur.fetchall())
         finally:
             pooled.close()
-        if called_by is not None:
-            function = re.search(r"FROM (\w+)\(", called_by)[1]
-            shown = f"-- the query {function}() runs\n{shown}"
-        self.entries.append({"endpoint": self.endpoint, "sql": shown, "plan": plan})
+        entry = {"endpoint": self.endpoint, "sql": shown, "plan": plan, "label": label}
+        if label is not None:
+            entry["sql"] = f"-- {label}\n{shown}"
+        self.entries.append(entry)
 
 
 def requests_for(user_id, task_ids):
@@ -148,9 +146,7 @@ def render(entries, user_id, task_count, server, failures) -> str:
         verb = entry["sql"].split(None, 1)[0].upper()
         if entry["sql"].lower().startswith("select count("):
             verb += " count(*)"
-        inside = re.match(r"-- the query (\w+\(\)) runs", entry["sql"])
-        if inside:
-            verb = f"SELECT in {inside[1]}"
+        verb = entry.get("label") or verb
         lines.append(
             f"| {entry['endpoint']} | {verb} | {s['execution_ms']} | "
             f"{', '.join(s['indexes']) or '-'} | {'yes' if s['sort'] else 'no'} | "
@@ -188,9 +184,8 @@ def main():
         sa.event.listen(db.engine, "before_cursor_execute", recorder)
         roundtrip._run = recorder.around(roundtrip._run)
         called, _ = tasks.select_one("postgresql").compiled(db.engine.dialect)
-        recorder.inside[called] = tasks.select_one_inline("postgresql").compiled(db.engine.dialect)[
-            0
-        ]
+        inline, _ = tasks.select_one_inline("postgresql").compiled(db.engine.dialect)
+        recorder.inside[called] = ("SELECT in task_by_id()", inline)
         with db.engine.connect() as conn, rls.acting_as(user_id):
             rls.apply(conn)  # the user's rows only, as in a request
             task_count = conn.scalar(

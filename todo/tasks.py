@@ -17,7 +17,7 @@ from flask import current_app
 from flask_smorest import abort
 
 from todo import cursor, roundtrip
-from todo.envelope import COMPACT
+from todo.envelope import encode_json
 from todo.extensions import db
 from todo.models import Task, TaskRevision, UTCDateTime, utcnow
 from todo.roundtrip import Statement
@@ -73,14 +73,12 @@ def _answer_columns(dialect_name: str) -> tuple:
     return (Task.version, *LISTED_COLUMNS)
 
 
-def _json(row) -> str:
-    if hasattr(row, "json"):
-        return row.json
-    return current_app.json.dumps(task_json(row), separators=COMPACT)
-
-
-def _document(row) -> TaskDocument:
-    return TaskDocument(id=row.id, json=_json(row), version=row.version)
+def _document(row, dialect_name: str) -> TaskDocument:
+    """A row of _answer_columns(dialect_name), read with roundtrip.rows(..., plain=True)."""
+    if _on_postgresql(dialect_name):
+        task_id, version, json = row
+        return TaskDocument(id=task_id, json=json, version=version)
+    return TaskDocument(id=row.id, json=encode_json(task_json(row)), version=row.version)
 
 
 def _this_task():
@@ -165,11 +163,12 @@ def task_key(task_id: str) -> uuid.UUID:
 
 def get(user_id: str, task_id: str) -> TaskDocument:
     """The user's task `task_id`; 404 when it is not a UUID, missing, or someone else's."""
-    statement = select_one(db.engine.dialect.name)
-    rows = roundtrip.rows(statement, user_id, {"owner_id": user_id, "task_id": task_key(task_id)})
+    dialect_name = db.engine.dialect.name
+    params = {"owner_id": user_id, "task_id": task_key(task_id)}
+    rows = roundtrip.rows(select_one(dialect_name), user_id, params, plain=True)
     if not rows:
         abort(404, message="Task not found.")
-    return _document(rows[0])
+    return _document(rows[0], dialect_name)
 
 
 def _expected_version(user_id: str, key: uuid.UUID, versions: frozenset[int] | None):
@@ -227,7 +226,7 @@ def create(
     roundtrip.rows(INSERT_TASK, user_id, values)
     return TaskDocument(
         id=task.id,
-        json=current_app.json.dumps(task_json(task), separators=COMPACT),
+        json=encode_json(task_json(task)),
         version=task.version,
     )
 
@@ -243,12 +242,13 @@ def update(
     params = {f"new_{name}": changes[name] for name in fields}
     if "title" in fields:
         params["new_title_lower"] = changes["title"].lower()
-    statement = _update(db.engine.dialect.name, fields, expected is not None)
+    dialect_name = db.engine.dialect.name
+    statement = _update(dialect_name, fields, expected is not None)
     params.update(owner_id=user_id, task_id=key, now=utcnow(), expected_version=expected)
-    rows = roundtrip.rows(statement, user_id, params)
+    rows = roundtrip.rows(statement, user_id, params, plain=True)
     if not rows:
         _missing_or_changed(user_id, key, expected)
-    return _document(rows[0])
+    return _document(rows[0], dialect_name)
 
 
 def set_completed(
@@ -369,9 +369,7 @@ def _read_page(user_id, *, status, q, sort, limit, after) -> TaskPage:
     if _on_postgresql(dialect_name):
         items = ",".join([row[JSON] for row in rows])
     else:
-        items = ",".join(
-            [current_app.json.dumps(task_json(row), separators=COMPACT) for row in rows]
-        )
+        items = ",".join([encode_json(task_json(row)) for row in rows])
     return TaskPage(
         items_json=f"[{items}]".encode(),
         count=len(rows),

@@ -7,10 +7,10 @@ from flask import current_app, g
 
 COMPACT = (",", ":")  # JSON separators, as Flask's own responses
 
-# The API's own JSON (meta, and a task on SQLite) holds only strings, numbers, booleans
-# and None: the standard encoder, built once, writes it as Flask's provider does
-# (compact, ASCII, keys in order). The provider builds a new encoder on every call:
-# 3 % of a one-task GET's instructions (benchmarks/README.md).
+# The JSON the app writes itself (meta, and tasks that PostgreSQL did not encode) holds
+# only strings, numbers, booleans and None: the standard encoder, built once, writes it
+# as Flask's provider does (compact, ASCII, keys in order). The provider builds a new
+# encoder on every call: 3 % of a one-task GET's instructions (benchmarks/README.md).
 encode_json = json.JSONEncoder(separators=COMPACT).encode
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from todo import rls, tasks
+from todo.envelope import COMPACT, encode_json
 from todo.extensions import db
 from todo.models import Task
 from todo.schemas import TaskSchema, task_json
@@ -68,3 +69,14 @@ def test_list_body_is_one_valid_json_document(alice, tricky_tasks):
     body = json.loads(response.data)
     assert set(body) == {"data", "meta"}
     assert body["meta"]["count"] == len(tricky_tasks) == body["meta"]["total"]
+
+
+def test_encode_json_writes_what_flasks_provider_writes(app, tricky_tasks):
+    """todo.envelope.encode_json replaced Flask's provider for meta and for tasks
+    PostgreSQL does not encode: same bytes (compact, ASCII escapes, keys in order)."""
+    meta = {"count": 2, "limit": 100, "next_cursor": None, "total": 7, "request_id": "r-1"}
+    with app.app_context(), rls.acting_as("alice"):
+        documents = [task_json(task) for task in db.session.scalars(db.select(Task))]
+        for document in [meta, *documents]:
+            assert encode_json(document) == app.json.dumps(document, separators=COMPACT)
+    assert '"title":"Unicode: \\u00c4rger' in "".join(map(encode_json, documents))

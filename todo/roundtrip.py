@@ -51,8 +51,9 @@ class Statement:
 def rows(statement: Statement, user_id: str, params: dict, plain: bool = False) -> list:
     """The rows of `statement` run as `user_id` with `params`; [] when it returns none.
 
-    Rows are named tuples, or with `plain` bare tuples: cheaper, as psycopg makes the
-    named tuples' type anew for each result (2.5 % of a one-task GET's instructions).
+    On PostgreSQL rows are named tuples, or with `plain` bare tuples: cheaper, as
+    psycopg makes the named tuples' type anew for each result (2.5 % of a one-task
+    GET's instructions). On SQLite they are SQLAlchemy's rows either way.
     """
     engine = db.engine
     if engine.dialect.name != "postgresql":

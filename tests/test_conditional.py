@@ -125,7 +125,7 @@ def test_stale_if_match_is_412_and_changes_nothing(app, alice, write):
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
-@pytest.mark.parametrize("if_match", [None, "*", '"1"', '"9", "1"'])
+@pytest.mark.parametrize("if_match", [None, "*", '"1"', '"9", "1"', '"", "1"'])
 def test_if_match_is_optional_and_star_or_current_passes(app, alice, write, if_match):
     method, suffix, body, success = write
     task_id = create(alice).json["data"]["id"]
@@ -144,8 +144,10 @@ def test_if_match_is_optional_and_star_or_current_passes(app, alice, write, if_m
 @pytest.mark.parametrize("write", WRITES, ids=lambda write: write[0])
 @pytest.mark.parametrize(
     "tag",
-    ["\u00b2", "\u0661", "2147483648", "3000000000", "9223372036854775808", "1" * 5000],
+    ["", "01", "\u00b2", "\u0661", "2147483648", "3000000000", "9223372036854775808", "1" * 5000],
     ids=[
+        "empty",
+        "leading-zero",
         "superscript-two",
         "arabic-indic-one",
         "int32-max-plus-one",
@@ -182,8 +184,9 @@ def test_if_match_on_a_missing_or_foreign_task_is_404(app, alice, bob):
 
     response = bob.put(f"/api/bob/tasks/{task_id}", json={"title": "x"}, headers={"If-Match": "*"})
     missing = alice.put(url(uuid.uuid4()), json={"title": "x"}, headers={"If-Match": "*"})
+    empty_tag = alice.put(url(uuid.uuid4()), json={"title": "x"}, headers={"If-Match": '""'})
 
-    for answer in (response, missing):
+    for answer in (response, missing, empty_tag):
         assert answer.status_code == 404
         assert answer.json["error"]["code"] == "NOT_FOUND"
     assert stored_version(app, task_id) == 1

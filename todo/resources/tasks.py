@@ -88,9 +88,18 @@ def if_match_versions() -> frozenset[int] | None:
     return frozenset(int(tag) for tag in if_match.as_set() if _is_version(tag))
 
 
-def _is_version(tag: str) -> bool:
-    # ASCII digits only ("²".isdigit() is true) and within the column's range.
-    return tag.isascii() and tag.isdigit() and len(tag) <= 10 and int(tag) <= VERSION_MAX
+def _is_version(tag: str | None) -> bool:
+    # A version as etag() writes it: ASCII digits ("²".isdigit() is true), no leading
+    # zero (strong comparison is by characters: "01" is not "1"), within the column's
+    # range. werkzeug gives None for an empty tag ("").
+    return (
+        bool(tag)
+        and tag.isascii()
+        and tag.isdigit()
+        and tag[0] != "0"
+        and len(tag) <= 10
+        and int(tag) <= VERSION_MAX
+    )
 
 
 # The views return finished responses, which flask-smorest passes through: the

@@ -1,5 +1,6 @@
 """Idempotency-Key on POST: replays, conflicts, per-user keys, races and expiry"""
 
+import hashlib
 import threading
 import time
 import uuid
@@ -78,6 +79,37 @@ def test_the_body_is_compared_as_json_not_as_bytes(alice):
     assert retry.status_code == 201
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert retry.json["data"]["id"] == first.json["data"]["id"]
+
+
+def test_a_lone_surrogate_in_an_ignored_field_is_fingerprinted_not_a_500(app, alice):
+    # The read-only fields a client sends back are ignored, whatever they hold; a
+    # lone surrogate cannot be encoded as UTF-8 as it is.
+    body = '{"title": "Buy milk", "created_at": "\\udc00"}'
+
+    def send(data):
+        return alice.post(
+            URL, data=data, content_type="application/json", headers={"Idempotency-Key": KEY}
+        )
+
+    first, retry = send(body), send(body)
+    other = send(body.replace("dc00", "dc01"))
+
+    assert first.status_code == 201, first.json
+    assert retry.status_code == 201
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json["data"]["id"] == first.json["data"]["id"]
+    assert other.status_code == 409
+    assert other.json["error"]["code"] == "CONFLICT"
+    assert len(rows(app, Task)) == 1
+
+
+def test_the_fingerprint_of_valid_text_is_its_utf8_json_as_stored_before():
+    # Keys stored before a change of the encoding must still replay within their 24 hours.
+    payload = {"title": "Café ☕ \U0001f600", "is_completed": False}
+
+    expected = hashlib.sha256('{"is_completed":false,"title":"Café ☕ \U0001f600"}'.encode())
+
+    assert idempotency.fingerprint(payload) == expected.hexdigest()
 
 
 def test_the_same_key_with_another_body_is_409(app, alice):

@@ -38,9 +38,13 @@ class Outcome:
 
 
 def fingerprint(payload) -> str:
-    """sha256 of the canonical JSON of a parsed body: key order and spacing ignored."""
+    """sha256 of the canonical JSON of a parsed body: key order and spacing ignored.
+
+    surrogatepass: a lone surrogate may sit in a field the schema ignores (a task's
+    read-only fields sent back); valid text encodes as plain UTF-8, as stored keys were.
+    """
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _live(user_id: str, key: str) -> IdempotencyKey | None:

@@ -171,6 +171,20 @@ def test_missing_required_claim_is_invalid(anonymous, claim):
     assert_401(get(anonymous, token=token), "INVALID_TOKEN", INVALID)
 
 
+@pytest.mark.parametrize("exp", ["4102444800", "4102444800.5", [4102444800], {"at": 4102444800}])
+def test_an_exp_that_is_not_a_json_number_is_invalid(anonymous, exp):
+    # pyjwt reads exp with int(), which takes a numeric string; RFC 7519 wants a number.
+    token = make_token("alice", exp=exp)
+
+    assert_401(get(anonymous, token=token), "INVALID_TOKEN", INVALID)
+
+
+def test_a_fractional_exp_is_a_number(anonymous):
+    token = make_token("alice", exp=time.time() + 300.5)
+
+    assert get(anonymous, token=token).status_code == 200
+
+
 # Issuer and audience
 
 

@@ -266,7 +266,11 @@ class TokenVerifier:
         user_id = claims[self.user_claim]
         if not isinstance(user_id, str) or user_id_problem(user_id):
             raise TokenError("INVALID_TOKEN", "The token's user claim is not a valid user id.")
-        return user_id, claims["exp"]
+        expires_at = claims["exp"]
+        # A NumericDate is a JSON number (RFC 7519); pyjwt also takes "1700000000".
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+            raise TokenError("INVALID_TOKEN", "The token is not valid.")
+        return user_id, expires_at
 
     def _decode(self, token: str, algorithm: str, keys: list) -> dict:
         """The claims, checked under the first key whose signature matches."""

@@ -66,11 +66,18 @@ def test_requests_are_counted_by_route_template_method_and_status(make_app):
 def test_metrics_need_the_token_when_one_is_set(make_app):
     client = make_app(METRICS_ENABLED=True, METRICS_TOKEN=METRICS_TOKEN).test_client()
 
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
+    for headers in ({}, {"Authorization": METRICS_TOKEN}):
         response = client.get("/metrics", headers=headers)
         assert response.status_code == 401
         assert response.json["error"]["code"] == "AUTHENTICATION_REQUIRED"
         assert response.headers["WWW-Authenticate"] == "Bearer"
+    for wrong in ("wrong", METRICS_TOKEN[:-1], METRICS_TOKEN + "x", "é"):
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {wrong}"})
+        assert response.status_code == 401
+        assert response.json["error"]["code"] == "INVALID_TOKEN"
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    granted = client.get("/metrics", headers={"Authorization": f"bearer {METRICS_TOKEN}"})
+    assert granted.status_code == 200
 
 
 def test_a_separate_metrics_port_leaves_no_metrics_on_the_api_port(make_app):

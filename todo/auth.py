@@ -291,25 +291,32 @@ class TokenVerifier:
         raise jwt.InvalidKeyError("no key")
 
 
-def _unauthorized(code: str, message: str, presented: bool):
+def unauthorized(code: str, message: str, presented: bool):
+    """Abort with a 401 and its bearer challenge (RFC 6750)."""
     challenge = 'Bearer error="invalid_token"' if presented else "Bearer"
     abort(401, message=message, error_code=code, headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token() -> str:
+    """The request's bearer token; a 401 AUTHENTICATION_REQUIRED when there is none."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        unauthorized(
+            "AUTHENTICATION_REQUIRED", "Send an Authorization: Bearer <token> header.", False
+        )
+    return token
 
 
 def authenticate():
     """before_request of the user-scoped blueprint: 401, then 403, else sets g.user_id."""
     if request.method == "OPTIONS":  # CORS preflights carry no token
         return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        _unauthorized(
-            "AUTHENTICATION_REQUIRED", "Send an Authorization: Bearer <token> header.", False
-        )
+    token = bearer_token()
     try:
         user_id = current_app.extensions["todo.tokens"].verify(token)
     except TokenError as error:
-        _unauthorized(error.code, error.message, True)
+        unauthorized(error.code, error.message, True)
     except KeysUnavailable as error:
         abort(
             503,

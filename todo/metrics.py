@@ -11,7 +11,7 @@ import os
 import time
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -23,6 +23,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from todo.auth import bearer_token, unauthorized
 from todo.config import ConfigError
 from todo.extensions import db
 from todo.hooks import setting
@@ -79,12 +80,8 @@ def registry():
 @bp.get("/metrics")
 def metrics():
     token = current_app.config["METRICS_TOKEN"]
-    if token:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), token.encode()
-        ):
-            abort(401)
+    if token and not hmac.compare_digest(bearer_token().encode(), token.encode()):
+        unauthorized("INVALID_TOKEN", "The token is not valid.", True)
     return Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,6 +1,7 @@
 """The six task endpoints: bodies, status codes, envelopes, completion rules, rows"""
 
 import uuid
+from urllib.parse import quote
 
 import pytest
 from helpers import TASK_FIELDS, TIME, UUID, count, create, iso, row, rows
@@ -125,6 +126,31 @@ def test_another_users_task_is_404_through_ones_own_url(app, alice, bob):
     patched = bob.patch(f"/api/bob/tasks/{task['id']}/complete")
     assert patched.status_code == 404
     assert patched.json["error"]["code"] == "NOT_FOUND"
+    assert row(app, task["id"]) == before
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
+def test_other_spellings_of_a_tasks_uuid_are_404(app, alice, method):
+    task = create(alice)
+    before = row(app, task["id"])
+    hex_digits = uuid.UUID(task["id"]).hex
+    spellings = (
+        "{" + task["id"] + "}",
+        "urn:uuid:" + task["id"],
+        hex_digits,
+        "-".join((hex_digits[:8], hex_digits[8:16], hex_digits[16:20], hex_digits[20:])),
+        task["id"] + "\n",
+        " " + task["id"],
+    )
+    suffix = "/complete" if method == "patch" else ""
+
+    for task_id in spellings:
+        response = getattr(alice, method)(
+            f"/api/alice/tasks/{quote(task_id)}{suffix}",
+            json={"title": "x"} if method == "put" else None,
+        )
+        assert response.status_code == 404, (task_id, response.json)
+        assert response.json["error"]["code"] == "NOT_FOUND"
     assert row(app, task["id"]) == before
 
 

@@ -9,6 +9,7 @@ statement also counts the matches, so `total` and the page come from one snapsho
 """
 
 import functools
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -153,12 +154,16 @@ def _delete(conditional: bool) -> Statement:
     return Statement(statement.returning(Task.id))
 
 
+# The UUID's text as the API writes it (any case). uuid.UUID also takes braces,
+# "urn:uuid:", no dashes or dashes anywhere: other URLs of one task.
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
 def task_key(task_id: str) -> uuid.UUID:
     """`task_id` as a UUID; 404 when it is not one (it cannot name a task)."""
-    try:
-        return uuid.UUID(task_id)
-    except ValueError:
+    if not UUID_TEXT.fullmatch(task_id):
         abort(404, message="Task not found.")
+    return uuid.UUID(task_id)
 
 
 def get(user_id: str, task_id: str) -> TaskDocument:

@@ -175,6 +175,13 @@ def test_title_order_is_by_lowercased_code_point_on_every_backend(app, alice):
         ("abc", NOT_AN_INTEGER),
         ("1.5", NOT_AN_INTEGER),
         ("", NOT_AN_INTEGER),
+        ("+5", NOT_AN_INTEGER),
+        (" 5", NOT_AN_INTEGER),
+        ("5 ", NOT_AN_INTEGER),
+        ("1_0", NOT_AN_INTEGER),
+        ("\u0663", NOT_AN_INTEGER),  # ARABIC-INDIC DIGIT THREE
+        ("\uff15", NOT_AN_INTEGER),  # FULLWIDTH DIGIT FIVE
+        ("5\n", NOT_AN_INTEGER),
     ],
 )
 def test_limit_out_of_bounds_is_400(alice, limit, message):
@@ -205,6 +212,8 @@ def test_limit_bounds_and_default(app, alice):
     )
     assert titles(last) == ["t0"]
     assert last.json["meta"]["next_cursor"] is None
+    padded = alice.get(LIST, query_string={"limit": "007"})
+    assert padded.json["meta"]["limit"] == padded.json["meta"]["count"] == 7
 
 
 @pytest.mark.parametrize("sort", SORTS)

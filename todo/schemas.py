@@ -1,5 +1,6 @@
 """Marshmallow schemas: request bodies and query arguments, responses, errors"""
 
+import re
 from datetime import UTC
 
 import marshmallow as ma
@@ -24,6 +25,7 @@ CURSOR_MAX = 4096
 _SPACES = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x10000)) if c.isspace())
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 NOT_BLANK_PATTERN = rf"^[^\u0000]*[^{_SPACES}\u0000][^\u0000]*$"
+INTEGER_TEXT = re.compile(r"-?[0-9]+")
 
 
 class Text(fields.String):
@@ -56,6 +58,16 @@ class StrictBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
         return value
+
+
+class QueryInteger(fields.Integer):
+    """An integer in a query string, written as JSON writes one (ASCII digits, an
+    optional minus). Integer's int() also takes "+5", " 5", "1_0" and "٣"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not (isinstance(value, str) and INTEGER_TEXT.fullmatch(value)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class UTCTime(fields.DateTime):
@@ -238,7 +250,7 @@ class TaskQueryArgsSchema(ma.Schema):
         metadata={"description": "Case-insensitive substring of the title."},
     )
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORTS))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 1000))
     cursor = fields.String(
         validate=validate.Length(max=CURSOR_MAX),
         metadata={"description": "The `next_cursor` of the previous page."},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BACKENDS, base_config, make_token
-from helpers import create
+from helpers import TASK_FIELDS, create
 
 from todo import create_app
 from todo.extensions import db
@@ -33,6 +33,24 @@ def test_spec_lists_no_page_number_pagination(anonymous):
     spec = anonymous.get("/openapi.json").json
 
     assert "PaginationMetadata" not in spec["components"]["schemas"]
+
+
+def test_every_field_of_an_answer_is_required_and_no_other_allowed(anonymous):
+    """A task has exactly its eight fields; the envelopes always carry theirs."""
+    schemas = anonymous.get("/openapi.json").json["components"]["schemas"]
+
+    expected = {
+        "Task": set(TASK_FIELDS),
+        "Meta": {"timestamp", "request_id"},
+        "ListMeta": {"timestamp", "request_id", "count", "limit", "next_cursor", "total"},
+        "TaskResponse": {"data", "meta"},
+        "TaskListResponse": {"data", "meta"},
+        "Error": {"code", "message", "details", "timestamp", "request_id"},
+        "ErrorResponse": {"error"},
+    }
+    for name, fields in expected.items():
+        assert set(schemas[name]["required"]) == set(schemas[name]["properties"]) == fields, name
+        assert schemas[name]["additionalProperties"] is False, name
 
 
 def test_spec_declares_bearer_security_and_the_six_operations(anonymous):

@@ -252,6 +252,19 @@ def seed_command(
         click.echo(f"Tokens: {tokens_file}")
 
 
+def _bench_users(count, seed_tasks, base_url, timeout) -> list[str]:
+    """`count` users from the database, the missing ones seeded; what would fail
+    after the seed (tokens, the --url server, the database) fails first, in one line."""
+    bench.check_minting(current_app.config)
+    if base_url:
+        bench.check_reachable(base_url, timeout)
+    admin.check_database()
+    chosen, seeded = bench.pick_users(count, seed_tasks)
+    if seeded:
+        click.echo(f"Seeded {seed_tasks} tasks for each of {', '.join(seeded)}.", err=True)
+    return chosen
+
+
 @tasks.command("bench")
 @click.option("--url", help="A running server (http://127.0.0.1:8000); default: start one.")
 @click.option("--allow-remote", is_flag=True, help="Allow a --url that is not on 127.0.0.1.")
@@ -370,12 +383,7 @@ def bench_command(
     if tokens_file:
         tokens = bench.read_tokens(tokens_file)
     else:
-        chosen = list(dict.fromkeys(user_ids))
-        if not chosen:
-            admin.check_database()  # it may seed
-            chosen, seeded = bench.pick_users(users, seed_tasks)
-            if seeded:
-                click.echo(f"Seeded {seed_tasks} tasks for each of {', '.join(seeded)}.", err=True)
+        chosen = list(dict.fromkeys(user_ids)) or _bench_users(users, seed_tasks, base_url, timeout)
         tokens = bench.mint_tokens(current_app.config, chosen)
 
     def measure(target):

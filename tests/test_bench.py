@@ -290,3 +290,29 @@ def test_bench_needs_a_secret_to_mint_tokens(make_app):
         "Error: cannot mint bench tokens:"
         " no JWT_SECRET: only the identity provider can issue tokens\n"
     )
+
+
+def test_bench_that_cannot_mint_tokens_seeds_nothing(make_app):
+    # Without --user-id it would seed bench users: the refusal comes first.
+    app = make_app(JWT_SECRET=None, JWT_JWKS_URL="https://idp.example/jwks", SECRET_KEY="k" * 32)
+
+    result = invoke(app, "bench", "--users", "3", "--seed-tasks", "2", "--requests", "5")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: cannot mint bench tokens:"
+        " no JWT_SECRET: only the identity provider can issue tokens\n"
+    )
+    assert tasks_per_user(app) == {}
+
+
+def test_bench_against_an_unreachable_url_seeds_nothing(app):
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = invoke(
+        app, "bench", "--url", url, "--users", "3", "--seed-tasks", "2", "--requests", "5"
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {url} unreachable: NewConnectionError\n"
+    assert tasks_per_user(app) == {}

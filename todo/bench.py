@@ -129,10 +129,34 @@ def _usable(user_id: str, token) -> bool:
 
 
 def mint_tokens(config, users: list[str]) -> dict[str, str]:
+    check_minting(config)
     try:
         return {user: devtokens.mint(config, user, TOKEN_TTL) for user in users}
     except devtokens.TokenRefused as error:
         raise OperatorError(f"cannot mint bench tokens: {error}") from None
+
+
+def check_minting(config) -> None:
+    """OperatorError unless this configuration may mint tokens: checked before
+    bench users are seeded, so that a refusal writes nothing."""
+    try:
+        devtokens.signing_algorithm(config)
+    except devtokens.TokenRefused as error:
+        raise OperatorError(f"cannot mint bench tokens: {error}") from None
+
+
+def check_reachable(base_url: str, timeout: float) -> None:
+    """OperatorError unless the server at `base_url` answers (any status) to
+    /healthz: checked before bench users are seeded."""
+    pool = urllib3.PoolManager(
+        retries=False, timeout=urllib3.Timeout(connect=min(timeout, 5), read=timeout)
+    )
+    try:
+        pool.request("GET", f"{base_url}/healthz")
+    except urllib3.exceptions.HTTPError as error:
+        raise OperatorError(f"{base_url} unreachable: {type(error).__name__}") from None
+    finally:
+        pool.clear()
 
 
 # A server of our own

@@ -221,6 +221,7 @@ def seed_command(
     if total > seeding.MAX_TASKS:
         raise click.UsageError(f"{total:,} tasks is more than {seeding.MAX_TASKS:,} in one run")
     admin.check_database()  # fail in one line before anything is written
+    tokens_output = contextlib.nullcontext()
     if tokens_file:
         try:
             tokens = {
@@ -228,15 +229,22 @@ def seed_command(
             }
         except devtokens.TokenRefused as error:
             raise click.ClickException(f"--tokens-file: {error}") from None
-        files.check_writable(tokens_file)
+        tokens_output = files.replaced_when_complete(tokens_file, private=True)
 
-    started = time.perf_counter()
-    with (
-        click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar,
-        _ctrl_c_between_batches(bar.update) as progress,
-    ):
-        count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, progress)
-    elapsed = time.perf_counter() - started
+    with tokens_output as output:
+        if tokens_file:
+            # Written before the seed, so that a file that cannot be written fails it
+            # with nothing seeded; a regular file appears once the seed has committed.
+            json.dump(tokens, output, indent=2)
+            output.write("\n")
+            output.flush()
+        started = time.perf_counter()
+        with (
+            click.progressbar(length=total, label="Seeding", file=sys.stderr) as bar,
+            _ctrl_c_between_batches(bar.update) as progress,
+        ):
+            count = seeding.seed(all_users, tasks_per_user, completed_ratio, rng, progress)
+        elapsed = time.perf_counter() - started
     click.echo(
         f"Seeded {count} tasks for {len(all_users)} users in {elapsed:.1f} s"
         f" ({count / elapsed:,.0f} tasks/s)."
@@ -245,10 +253,6 @@ def seed_command(
     shown = ", ".join(all_users[:5]) + (f" and {more} more" if more > 0 else "")
     click.echo(f"Users: {shown}")
     if tokens_file:
-        # Only now that the seed has committed: no tokens for users never seeded.
-        with files.replaced_when_complete(tokens_file, private=True) as output:
-            json.dump(tokens, output, indent=2)
-            output.write("\n")
         click.echo(f"Tokens: {tokens_file}")
 
 

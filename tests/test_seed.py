@@ -193,17 +193,45 @@ def test_tokens_file_through_a_dangling_symlink_creates_its_target(app, tmp_path
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
-def test_tokens_that_cannot_be_written_after_the_seed_are_one_line(app):
-    # /dev/full takes the open and refuses the bytes: the seed has committed by then.
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        # /dev/full takes the open and refuses the bytes
+        ("/dev/full", "No space left on device"),
+        # a legal name whose staging file (".NAME.partial") is too long
+        ("t" * 250, "File name too long"),
+    ],
+)
+def test_tokens_that_cannot_be_written_fail_the_seed_before_it_writes(app, tmp_path, name, reason):
+    path = name if name.startswith("/") else str(tmp_path / name)
+
     result = app.test_cli_runner().invoke(
-        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "2", "--tokens-file", "/dev/full"]
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "2", "--tokens-file", path]
     )
 
     assert result.exit_code == 1
-    assert result.stdout.startswith("Seeded 2 tasks for 1 users in ")
-    assert result.stderr.endswith("Error: cannot write /dev/full: No space left on device\n")
-    assert "Traceback" not in result.output
-    assert len(all_tasks(app)) == 2
+    assert result.stdout == ""
+    assert result.stderr == f"Error: cannot write {path}: {reason}\n"
+    assert all_tasks(app) == []
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_seed_that_fails_leaves_the_tokens_file_as_it_was(app, tmp_path, monkeypatch):
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text('{"before": "token"}\n')
+
+    def failing_seed(*args):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(seeding, "seed", failing_seed)
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tokens-file", str(tokens_file)]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.endswith("Error: database unreachable: the database went away\n")
+    assert tokens_file.read_text() == '{"before": "token"}\n'
+    assert os.listdir(tmp_path) == ["tokens.json"]
 
 
 def test_ctrl_c_is_held_during_a_seed_and_its_handler_put_back(app, monkeypatch):

@@ -51,21 +51,6 @@ def _reported(path: str) -> Iterator[None]:
         raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def check_writable(path: str) -> None:
-    """OperatorError now if `path` could not be written by `replaced_when_complete`
-    later: before work whose result it is to hold."""
-    with _reported(path):
-        if _written_into(path):
-            if not os.access(path, os.W_OK):
-                raise OSError(errno.EACCES, os.strerror(errno.EACCES))
-            return
-        folder = _target(path).parent
-        if not folder.is_dir():
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
-
-
 @contextlib.contextmanager
 def replaced_when_complete(path: str, private: bool = False) -> Iterator[TextIO]:
     """A UTF-8 text stream whose content becomes `path` when the block completes.

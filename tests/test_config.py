@@ -480,3 +480,114 @@ def test_default_pool_settings(clean_env):
     pool = engine_of(build(DATABASE_URL=PG_URL)).pool
 
     assert (pool.size(), pool._max_overflow, pool._recycle, pool._timeout) == (10, 20, 1800, 10)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DB_POOL_SIZE", "0", "DB_POOL_SIZE must be at least 1, not '0'"),
+        ("DB_MAX_OVERFLOW", "-10", "DB_MAX_OVERFLOW must be at least 0, not '-10'"),
+        ("DB_POOL_RECYCLE", "-2", "DB_POOL_RECYCLE must be at least -1, not '-2'"),
+        ("DB_POOL_TIMEOUT", "-1", "DB_POOL_TIMEOUT must be at least 0, not '-1'"),
+        ("DB_CONNECT_TIMEOUT", "-5", "DB_CONNECT_TIMEOUT must be at least 0, not '-5'"),
+        ("DB_STATEMENT_TIMEOUT_MS", "-1", "DB_STATEMENT_TIMEOUT_MS must be at least 0, not '-1'"),
+        ("MAX_CONTENT_LENGTH", "0", "MAX_CONTENT_LENGTH must be at least 1, not '0'"),
+        ("JWT_LEEWAY_SECONDS", "-30", "JWT_LEEWAY_SECONDS must be at least 0, not '-30'"),
+    ],
+)
+def test_numbers_out_of_their_range_are_refused(name, value, message):
+    with pytest.raises(ConfigError) as raised:
+        from_env({name: value})
+
+    assert str(raised.value) == message
+
+
+def test_the_lowest_numbers_allowed_are_taken():
+    lowest = {
+        "DB_POOL_SIZE": "1",
+        "DB_MAX_OVERFLOW": "0",
+        "DB_POOL_RECYCLE": "-1",
+        "DB_POOL_TIMEOUT": "0",
+        "DB_CONNECT_TIMEOUT": "0",
+        "DB_STATEMENT_TIMEOUT_MS": "0",
+        "MAX_CONTENT_LENGTH": "1",
+        "JWT_LEEWAY_SECONDS": "0",
+    }
+
+    settings = from_env(lowest)
+
+    assert {name: settings[name] for name in lowest} == {k: int(v) for k, v in lowest.items()}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"LOG_LEVEL": "VERBOSE"},
+            "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'VERBOSE'",
+        ),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of json, text, not 'xml'"),
+        (
+            {"DATABASE_URL": "postgresql+psycopg2://todo@127.0.0.1/todo"},
+            "DATABASE_URL: the driver must be psycopg (postgresql://), not 'psycopg2'",
+        ),
+        (
+            {"DATABASE_URL": "postgresql+asyncpg://todo@127.0.0.1/todo"},
+            "DATABASE_URL: the driver must be psycopg (postgresql://), not 'asyncpg'",
+        ),
+        (
+            {"DATABASE_URL": "sqlite+pysqlcipher:///todo.sqlite3"},
+            "DATABASE_URL: the driver must be psycopg (postgresql://), not 'pysqlcipher'",
+        ),
+    ],
+)
+def test_settings_the_app_cannot_run_with_are_refused(clean_env, config, message):
+    with pytest.raises(ConfigError) as raised:
+        build(**config)
+
+    assert str(raised.value) == message
+
+
+def test_a_development_secret_that_cannot_be_kept_is_one_line(clean_env):
+    clean_env.mkdir()
+    (clean_env / "dev-jwt-secret").mkdir()  # a folder where the file would be
+
+    with pytest.raises(ConfigError) as raised:
+        build()
+
+    assert str(raised.value) == (
+        f"cannot keep a development secret in {clean_env / 'dev-jwt-secret'}: Is a directory"
+    )
+
+
+def test_an_empty_development_secret_is_refused(clean_env):
+    clean_env.mkdir()
+    (clean_env / "dev-jwt-secret").write_text("\n")
+
+    with pytest.raises(ConfigError) as raised:
+        build()
+
+    assert str(raised.value) == (
+        f"{clean_env / 'dev-jwt-secret'} is empty: delete it for a new secret, or set JWT_SECRET"
+    )
+
+
+def test_a_flask_command_with_a_bad_log_level_prints_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update(INSTANCE_PATH=str(tmp_path), LOG_LEVEL="verbose")
+
+    result = subprocess.run(
+        [str(FLASK), "tasks", "stats"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 4
+    assert result.stderr == (
+        "configuration error: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL,"
+        " not 'VERBOSE'\n"
+    )

@@ -11,6 +11,9 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 
 ENVIRONMENTS = ("development", "test", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+CHOICES = {"ENVIRONMENT": ENVIRONMENTS, "LOG_LEVEL": LOG_LEVELS, "LOG_FORMAT": LOG_FORMATS}
 MIN_SECRET_BYTES = 32
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 JWKS_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
@@ -74,14 +77,17 @@ def _host_problem(origin: str, host: str) -> str | None:
     return None
 
 
-def _int(environ, name, default):
+def _int(environ, name, default, minimum):
     raw = environ.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
 
 
 def _number(environ, name, default):
@@ -120,17 +126,17 @@ def from_env(environ=os.environ) -> dict:
         "JWT_ISSUER": environ.get("JWT_ISSUER") or None,
         "JWT_AUDIENCE": environ.get("JWT_AUDIENCE") or None,
         "JWT_USER_CLAIM": environ.get("JWT_USER_CLAIM") or "sub",
-        "JWT_LEEWAY_SECONDS": _int(environ, "JWT_LEEWAY_SECONDS", 30),
+        "JWT_LEEWAY_SECONDS": _int(environ, "JWT_LEEWAY_SECONDS", 30, 0),
         "CORS_ORIGINS": _list(environ.get("CORS_ORIGINS")),
-        "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 65536),
+        "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 65536, 1),
         "LOG_LEVEL": (environ.get("LOG_LEVEL") or "INFO").upper(),
         "LOG_FORMAT": (environ.get("LOG_FORMAT") or "json").lower(),
-        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 10),
-        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 20),
-        "DB_POOL_RECYCLE": _int(environ, "DB_POOL_RECYCLE", 1800),
-        "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 10),
-        "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5),
-        "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000),
+        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 10, 1),
+        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 20, 0),
+        "DB_POOL_RECYCLE": _int(environ, "DB_POOL_RECYCLE", 1800, -1),
+        "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 10, 0),
+        "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, 0),
+        "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, 0),
         "PAGE_CACHE_MB": _number(environ, "PAGE_CACHE_MB", 48),
         "DB_PREPARED_STATEMENTS": environ.get("DB_PREPARED_STATEMENTS", "").lower()
         not in ("0", "false", "no", "off"),
@@ -185,20 +191,31 @@ def engine_options(config: dict, url: sa.URL) -> dict:
 def development_secret(instance_path: str) -> str:
     """A random secret kept in the instance folder, so development needs no set-up."""
     path = Path(instance_path) / "dev-jwt-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside (mode 0600), then linked into place: processes starting
-        # together (gunicorn workers) agree on one secret and never read half a file.
-        fd, temp = tempfile.mkstemp(prefix=".dev-jwt-secret.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-            os.link(temp, path)
-        except FileExistsError:
-            pass  # another process won; use its secret
-        finally:
-            os.unlink(temp)
-    return path.read_text().strip()
+    try:
+        if not path.exists():
+            _write_secret(path)
+        secret = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"cannot keep a development secret in {path}: {reason}") from None
+    if not secret:
+        raise ConfigError(f"{path} is empty: delete it for a new secret, or set JWT_SECRET")
+    return secret
+
+
+def _write_secret(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside (mode 0600), then linked into place: processes starting
+    # together (gunicorn workers) agree on one secret and never read half a file.
+    fd, temp = tempfile.mkstemp(prefix=".dev-jwt-secret.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        os.link(temp, path)
+    except FileExistsError:
+        pass  # another process won; use its secret
+    finally:
+        os.unlink(temp)
 
 
 def _finalize_tokens(config: dict, env: str, instance_path: str):
@@ -252,13 +269,9 @@ def _token_algorithms(config: dict, secret, jwks_url) -> list[str]:
     return list(algorithms)
 
 
-def finalize(config: dict, instance_path: str) -> None:
-    """Check the settings, fill the derived ones, and refuse what cannot run."""
-    env = config["ENVIRONMENT"]
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-    production = env == "production"
-
+def _database_url(config: dict, production: bool) -> sa.URL:
+    """DATABASE_URL (SQLite in the instance folder by default) as a psycopg 3 or
+    sqlite3 URL; ConfigError for anything else."""
     if not config["DATABASE_URL"]:
         if production:
             raise ConfigError("DATABASE_URL is required when ENVIRONMENT=production")
@@ -270,8 +283,25 @@ def finalize(config: dict, instance_path: str) -> None:
     if url is None or url.get_backend_name() not in ("postgresql", "sqlite"):
         # Without the URL itself: it may hold a password.
         raise ConfigError("DATABASE_URL must be a postgresql:// or sqlite:/// URL")
+    if url.get_driver_name() not in ("psycopg", "pysqlite"):  # the installed drivers
+        raise ConfigError(
+            "DATABASE_URL: the driver must be psycopg (postgresql://),"
+            f" not {url.get_driver_name()!r}"
+        )
     if production and url.get_backend_name() == "sqlite":
         raise ConfigError("ENVIRONMENT=production needs PostgreSQL, not SQLite")
+    return url
+
+
+def finalize(config: dict, instance_path: str) -> None:
+    """Check the settings, fill the derived ones, and refuse what cannot run."""
+    for name, choices in CHOICES.items():
+        if config[name] not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {config[name]!r}")
+    env = config["ENVIRONMENT"]
+    production = env == "production"
+
+    url = _database_url(config, production)
     config["SQLALCHEMY_DATABASE_URI"] = url
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **engine_options(config, url),

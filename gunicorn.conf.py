@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -21,9 +22,23 @@ from gunicorn.glogging import Logger
 load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
-def _int(name, default):
+def _int(name, default, minimum=0, maximum=None):
     raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        # One line, as wsgi.py says a configuration error, instead of gunicorn's
+        # "Failed to read config file" and a traceback.
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        print(
+            f"configuration error: {name} must be an integer {bounds}, not {raw!r}", file=sys.stderr
+        )
+        raise SystemExit(4)
+    return value
 
 
 def _flag(name, default=False):
@@ -71,15 +86,15 @@ class _JSONLogger(Logger):
 
 # 127.0.0.1 unless told otherwise, so a laptop does not expose the API to its
 # network; the container image sets HOST=0.0.0.0.
-bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000)}"]
+bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000, 1, 65535)}"]
 
 # One process per core, sync workers. gthread (2 threads) served about 40 % more
 # PUTs, but its keep-alive connections spread unevenly over the workers and the
 # p95 at 100 connections was three times the p50 (docs/scaling.md). sync workers
 # take each connection from the shared accept queue: an even, shorter tail.
-workers = _int("WEB_CONCURRENCY", _cores())
+workers = _int("WEB_CONCURRENCY", _cores(), 1)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = _int("GUNICORN_THREADS", 1)
+threads = _int("GUNICORN_THREADS", 1, 1)
 
 # A worker silent this long is killed and replaced. Requests are bounded far
 # below this by DB_STATEMENT_TIMEOUT_MS and DB_POOL_TIMEOUT.
@@ -130,6 +145,8 @@ preload_app = _flag("GUNICORN_PRELOAD")
 # Metrics: prometheus-client keeps each worker's numbers in files of one
 # directory so that a scrape of any worker sums all of them.
 _metrics = _flag("METRICS_ENABLED")
+# METRICS_PORT: served from the master on a port of its own (when_ready).
+_metrics_port = _int("METRICS_PORT", 0, 0, 65535) if _metrics else 0
 _own_metrics_dir = None
 if _metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = tempfile.mkdtemp(prefix="todo-metrics-")
@@ -148,8 +165,8 @@ def on_starting(server):
 def when_ready(server):
     # METRICS_PORT: serve /metrics from the master on a port of its own (not
     # published with the API), instead of on the app's port.
-    port = _int("METRICS_PORT", 0)
-    if _metrics and port:
+    port = _metrics_port
+    if port:
         # Not todo.metrics: the master does not import the app unless preloading.
         from prometheus_client import (  # noqa: PLC0415
             CollectorRegistry,

@@ -302,3 +302,29 @@ def test_env_example_as_docker_env_file_keeps_what_the_image_sets():
     assert settings["bind"] == "['0.0.0.0:8000']"
     assert settings["workers"] == str(usable_cores())
     assert "ENVIRONMENT" not in env_file
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"GUNICORN_TIMEOUT": "abc"}, "GUNICORN_TIMEOUT must be an integer at least 0, not 'abc'"),
+        ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS must be an integer at least 1, not '0'"),
+        ({"PORT": "70000"}, "PORT must be an integer from 1 to 65535, not '70000'"),
+        (
+            {"METRICS_ENABLED": "true", "METRICS_PORT": "-1"},
+            "METRICS_PORT must be an integer from 0 to 65535, not '-1'",
+        ),
+    ],
+)
+def test_a_bad_gunicorn_setting_is_one_line_and_exit_4(setting, message):
+    result = subprocess.run(
+        [str(BIN / "gunicorn"), "--print-config", "wsgi:app"],
+        cwd=ROOT,
+        env=clean_env(**setting),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 4
+    assert result.stderr == f"configuration error: {message}\n"

@@ -12,13 +12,14 @@ from contextlib import contextmanager
 
 import click
 import flask_migrate
+import idp
 import pytest
 import sqlalchemy as sa
-from conftest import base_config
+from conftest import base_config, postgres_admin_url
 from ops_support import ROOT, command_environment, free_port, fresh_database, unreachable_url
 
 from cli import tasks
-from todo import create_app, rls, transfer
+from todo import create_app, doctor, rls, transfer
 from todo.extensions import db
 from todo.models import Task
 
@@ -936,6 +937,54 @@ def test_doctor_fails_when_the_role_inherits_the_operator_policy(tmp_path):
     )
 
 
+def test_doctor_warns_of_a_superuser_rather_than_blaming_its_grants(tmp_path):
+    # pg_has_role is true for a superuser whatever its grants: the check of the
+    # operator role's inheritance said FAIL, with advice that cannot help.
+    # (TEST_DATABASE_URL connects as a superuser, as the suite's own set-up needs.)
+    with fresh_database("postgresql", tmp_path) as url:
+        as_superuser = postgres_admin_url().set(database=sa.make_url(url).database)
+        app = create_app(base_config(as_superuser.render_as_string(hide_password=False)))
+        result = invoke(app, "doctor")
+        with app.app_context():
+            db.engine.dispose()
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[7] == (
+        f"warn  row security       role '{as_superuser.username}' is a superuser or BYPASSRLS"
+        " and ignores it: connect as the tables' non-superuser owner"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("postgresql://todo@127.0.0.1/todo", False),
+        ("postgresql://todo@/todo?host=/var/run/postgresql", False),
+        ("postgresql://todo@db.example.com/todo?sslmode=require", False),
+        ("postgresql://todo@db.example.com/todo", True),
+        ("postgresql://todo@/todo?host=db.example.com", True),
+        ("postgresql://todo@/todo?host=localhost&host=db.example.com", True),
+        ("postgresql://todo@/todo?host=localhost,db.example.com", True),
+        ("postgresql://todo@/todo?host=db.example.com&sslmode=verify-full", False),
+    ],
+)
+def test_doctor_finds_a_remote_database_without_tls_wherever_its_host_is_given(url, warned):
+    config = {
+        "ENVIRONMENT": "production",
+        "LOG_FORMAT": "json",
+        "CORS_ORIGINS": [],
+        "SQLALCHEMY_DATABASE_URI": sa.make_url(url),
+    }
+
+    check = doctor.check_environment(config)
+
+    assert (check.status, check.detail) == (
+        ("warn", "production, but remote database without sslmode=require")
+        if warned
+        else ("ok", "production")
+    )
+
+
 # The database is down, or has no schema
 
 
@@ -1070,16 +1119,30 @@ def jwks_server():
     server.server_close()
 
 
+GOOD_KEY = idp.generate("EdDSA").jwk
+NO_USABLE_KEY = "{url}: no usable key of %d (each needs a kid and a key pyjwt can read)"
+
+
 @pytest.mark.parametrize(
-    "body, status, detail",
+    "keys, status, detail",
     [
-        ('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "abc"}]}', "ok  ", "{url}: 1 key(s)"),
-        ('{"keys": []}', "FAIL", "{url} holds no keys"),
-        ("<html>", "FAIL", "{url} did not answer a JWK set"),
+        ([GOOD_KEY], "ok  ", "{url}: 1 usable key(s) of 1"),
+        # the API skips a key without a kid (no token names it) and a broken one
+        (
+            [GOOD_KEY, {**GOOD_KEY, "kid": None}, {**GOOD_KEY, "x": "abc"}, 1],
+            "ok  ",
+            "{url}: 1 usable key(s) of 4",
+        ),
+        ([], "FAIL", NO_USABLE_KEY % 0),
+        ([{"kty": "OKP", "crv": "Ed25519", "x": "abc", "kid": "k"}], "FAIL", NO_USABLE_KEY % 1),
+        ([1, 2], "FAIL", NO_USABLE_KEY % 2),
+        ("abc", "FAIL", "{url} did not answer a JWK set"),
+        (5, "FAIL", "{url} did not answer a JWK set"),
+        (None, "FAIL", "{url} did not answer a JWK set"),
     ],
 )
-def test_doctor_fetches_the_jwks(make_app, jwks_server, body, status, detail):
-    jwks_server.body = body
+def test_doctor_fetches_the_jwks(make_app, jwks_server, keys, status, detail):
+    jwks_server.body = json.dumps({"keys": keys}) if keys is not None else "<html>"
     app = make_app(JWT_JWKS_URL=jwks_server.url)
 
     result = invoke(app, "doctor")

@@ -161,17 +161,9 @@ class JWKSKeys:
             self._reachable = False
             log.warning("JWKS fetch failed: %s", error)
             return
-        keys: dict[str, list[tuple[dict, jwt.PyJWK]]] = {}
-        for jwk in entries[:MAX_JWKS_KEYS]:
-            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
-                continue
-            try:
-                key = jwt.PyJWK(jwk)
-            except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
-                # an unknown key type or a broken key: skip it, keep the others
-                log.warning("JWKS key %r skipped: %s", jwk.get("kid"), error)
-                continue
-            keys.setdefault(jwk["kid"], []).append((jwk, key))
+        keys, broken = usable_keys(entries)
+        for kid, error in broken:
+            log.warning("JWKS key %r skipped: %s", kid, error)
         if not keys:
             # A provider answering with no usable key is broken, not a proof that
             # every token is forged: keep the keys known so far.
@@ -184,6 +176,24 @@ class JWKSKeys:
         self._fetched_at = self._attempted_at
         self._reachable = True
         log.info("JWKS fetched: %d key(s)", sum(map(len, keys.values())))
+
+
+def usable_keys(entries: list) -> tuple[dict[str, list[tuple[dict, jwt.PyJWK]]], list]:
+    """The keys of a JWKS's "keys" list that a token can name, by kid, and the
+    (kid, error) of those with a kid that pyjwt cannot use (an unknown key type, a
+    broken key). Entries without a string kid are left out: no token names them."""
+    keys: dict[str, list[tuple[dict, jwt.PyJWK]]] = {}
+    broken = []
+    for jwk in entries[:MAX_JWKS_KEYS]:
+        if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+            continue
+        try:
+            key = jwt.PyJWK(jwk)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+            broken.append((jwk["kid"], error))
+            continue
+        keys.setdefault(jwk["kid"], []).append((jwk, key))
+    return keys, broken
 
 
 def _published(keys: dict) -> dict:

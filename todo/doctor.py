@@ -15,6 +15,7 @@ import urllib3
 from flask import current_app
 
 from todo.admin import database_error
+from todo.auth import usable_keys
 from todo.config import MIN_SECRET_BYTES
 from todo.extensions import db
 from todo.schema_version import expected_heads, schema_state
@@ -60,12 +61,19 @@ def check_jwks(config) -> Check:
     if response.status != 200:
         return Check(FAIL, "jwks", f"{url} answered {response.status}")
     try:
-        keys = json.loads(response.data)["keys"]
+        entries = json.loads(response.data)["keys"]
     except (ValueError, KeyError, TypeError):
+        entries = None
+    if not isinstance(entries, list):
         return Check(FAIL, "jwks", f"{url} did not answer a JWK set")
-    if not keys:
-        return Check(FAIL, "jwks", f"{url} holds no keys")
-    return Check(OK, "jwks", f"{url}: {len(keys)} key(s)")
+    usable = sum(map(len, usable_keys(entries)[0].values()))  # as the API reads them
+    if not usable:
+        return Check(
+            FAIL,
+            "jwks",
+            f"{url}: no usable key of {len(entries)} (each needs a kid and a key pyjwt can read)",
+        )
+    return Check(OK, "jwks", f"{url}: {usable} usable key(s) of {len(entries)}")
 
 
 def check_cors(config) -> Check:
@@ -92,12 +100,19 @@ def check_environment(config) -> Check:
     if insecure:
         problems.append(f"plain-http CORS origins {', '.join(insecure)}")
     url = config["SQLALCHEMY_DATABASE_URI"]
-    local = url.host in (None, "", *LOCAL_HOSTS)
-    if not local and url.query.get("sslmode") not in ("require", "verify-ca", "verify-full"):
+    if not _local(url) and url.query.get("sslmode") not in ("require", "verify-ca", "verify-full"):
         problems.append("remote database without sslmode=require")
     if problems:
         return Check(WARN, "environment", "production, but " + "; ".join(problems))
     return Check(OK, "environment", "production")
+
+
+def _local(url) -> bool:
+    """Whether every host the URL names is this machine: its host, or libpq's
+    `?host=` (a list, or a socket folder), which psycopg takes too."""
+    hosts = url.query.get("host", ()) if not url.host else url.host
+    hosts = ",".join(hosts) if isinstance(hosts, tuple) else hosts
+    return all(host in ("", *LOCAL_HOSTS) or host.startswith("/") for host in hosts.split(","))
 
 
 def check_database() -> Check:
@@ -177,19 +192,20 @@ def check_row_security() -> Check:
             "row security",
             f"not enabled and forced on {', '.join(off)}: run flask db upgrade",
         )
-    if inherits_operator:
-        return Check(
-            FAIL,
-            "row security",
-            f"role {role!r} inherits the operator role, whose policy admits every row:"
-            " grant it WITH INHERIT FALSE (see migration 0003)",
-        )
+    # First: pg_has_role is true for a superuser, whatever its grants.
     if bypasses:
         return Check(
             WARN,
             "row security",
             f"role {role!r} is a superuser or BYPASSRLS and ignores it:"
             " connect as the tables' non-superuser owner",
+        )
+    if inherits_operator:
+        return Check(
+            FAIL,
+            "row security",
+            f"role {role!r} inherits the operator role, whose policy admits every row:"
+            " grant it WITH INHERIT FALSE (see migration 0003)",
         )
     return Check(OK, "row security", f"enabled and forced on {', '.join(tables)}")
 

@@ -139,6 +139,45 @@ def test_a_role_without_createrole_migrates_with_an_operator_role_granted_before
             assert sorted(db.session.scalars(sa.select(Task.title))) == ["a1", "b1"]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_superuser_that_migrates_keeps_its_attributes_and_gets_no_grant(empty_database_url):
+    """Below PostgreSQL 16, 0003 made the migrating role NOINHERIT: run as the server's
+    `postgres`, it changed a role every database shares. A throwaway superuser here."""
+    name = sa.make_url(empty_database_url).database
+    superuser = f"{name}_su"
+    admin = sa.create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE ROLE "{superuser}" LOGIN SUPERUSER INHERIT'))
+    url = postgres_admin_url().set(username=superuser, password=None, database=name)
+    app = create_app(base_config(url.render_as_string(hide_password=False)))
+    try:
+        flask_db(app, "upgrade")
+        assert version(app) == heads(app)
+        with admin.connect() as connection:
+            inherits, member = connection.execute(
+                sa.text(
+                    "SELECT rolinherit, EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles o"
+                    " ON o.oid = m.roleid WHERE m.member = r.oid AND o.rolname = :operator)"
+                    " FROM pg_roles r WHERE r.rolname = :superuser"
+                ),
+                {"operator": f"{name}_operator", "superuser": superuser},
+            ).one()
+        assert (inherits, member) == (True, False)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        owner = sa.create_engine(
+            postgres_admin_url().set(database=name), isolation_level="AUTOCOMMIT"
+        )
+        with owner.connect() as connection:  # what it created goes to the database's owner
+            connection.execute(sa.text(f'REASSIGN OWNED BY "{superuser}" TO "{name}"'))
+            connection.execute(sa.text(f'DROP OWNED BY "{superuser}"'))
+        owner.dispose()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP ROLE "{superuser}"'))
+        admin.dispose()
+
+
 def test_check_detects_drift(empty_app):
     flask_db(empty_app, "upgrade")
     with empty_app.app_context():

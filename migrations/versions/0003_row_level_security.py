@@ -20,7 +20,10 @@ The role is created here when missing (this needs CREATEROLE; otherwise create i
 beforehand and grant it to the application's role without inheritance). The grant
 lets the application SET ROLE to it but not inherit it, or the second policy
 would apply to the application too: `WITH INHERIT FALSE` on PostgreSQL 16 and
-later, the NOINHERIT attribute on the migrating role before. SQLite has no RLS.
+later, the NOINHERIT attribute on the migrating role before. A superuser that
+migrates is left as it is (it needs no grant, and NOINHERIT would change a role
+that other databases share): the application's role is then granted the operator
+role by an administrator, as for a role without CREATEROLE. SQLite has no RLS.
 """
 from alembic import op
 
@@ -54,7 +57,11 @@ def upgrade():
             -- Membership to SET ROLE, but not inheritance: a policy applies to the
             -- members that inherit its role, and the application must not. A role
             -- without CREATEROLE cannot grant it: an administrator did, beforehand.
-            IF pg_has_role(current_user, operator, 'MEMBER')
+            IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                -- A superuser may SET ROLE to any role and ignores row security
+                -- anyway: its grants and attributes (a shared role's) stay as they are.
+                NULL;
+            ELSIF pg_has_role(current_user, operator, 'MEMBER')
                     AND NOT pg_has_role(current_user, operator, 'USAGE')
                     -- 16 and later: the grant must also allow SET ROLE (WITH SET TRUE)
                     AND (CASE WHEN current_setting('server_version_num')::int >= 160000

@@ -1,8 +1,11 @@
 import logging
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
+
+from todo.admin import database_error
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -93,17 +96,22 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+    try:
+        with connectable.connect() as connection:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                # The requests' statement_timeout must not cancel a long index
-                # build (this transaction only). Row-level security binds the
-                # owner too: a data migration must first SET LOCAL ROLE to
-                # <database>_operator for its DML (migration 0003).
-                connection.exec_driver_sql("SELECT set_config('statement_timeout', '0', true)")
-            context.run_migrations()
+            with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # The requests' statement_timeout must not cancel a long index
+                    # build (this transaction only). Row-level security binds the
+                    # owner too: a data migration must first SET LOCAL ROLE to
+                    # <database>_operator for its DML (migration 0003).
+                    connection.exec_driver_sql("SELECT set_config('statement_timeout', '0', true)")
+                context.run_migrations()
+    except sa.exc.SQLAlchemyError as error:
+        # Flask-Migrate's commands print a RuntimeError as one line and exit 1,
+        # as the operator commands do, instead of SQLAlchemy's traceback.
+        raise RuntimeError(database_error(error)) from None
 
 
 if context.is_offline_mode():

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from ops_support import ROOT, command_environment, fresh_database
+from ops_support import ROOT, command_environment, fresh_database, unreachable_url
 
 
 def flask(database_url, *arguments):
@@ -52,6 +52,17 @@ def test_db_upgrade_twice_is_harmless_and_leaves_the_schema_current(backend, tmp
     assert "No new upgrade operations detected." in check.stdout + check.stderr
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "ok    schema             at the latest migration (0006)" in doctor.stdout
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("command", ["upgrade", "current", "check", "downgrade"])
+def test_flask_db_on_an_unreachable_database_is_one_line(tmp_path, where, command):
+    finished = flask(unreachable_url(where, tmp_path), "db", command)
+
+    assert finished.returncode == 1
+    assert len(finished.stderr.splitlines()) == 1, finished.stderr
+    assert finished.stderr.startswith("ERROR [flask_migrate] Error: database unreachable: ")
+    assert "Traceback" not in finished.stdout + finished.stderr
 
 
 def test_flask_tasks_lists_every_operator_command(tmp_path):

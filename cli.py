@@ -496,7 +496,7 @@ def import_command(file, user_id, new_ids):
     """
     admin.check_database()  # fail in one line before reading a large file
     try:
-        count = transfer.import_lines(file, user_id, new_ids)
+        count = transfer.import_lines(transfer.bounded_lines(file), user_id, new_ids)
     except transfer.BadLines as error:
         for number, message in error.errors:
             click.echo(f"{file.name}:{number}: {message}", err=True)

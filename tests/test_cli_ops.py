@@ -1,6 +1,7 @@
 """Operator commands: stats, export/import, purge-user, doctor, and every error path"""
 
 import http.server
+import io
 import json
 import os
 import stat
@@ -338,6 +339,31 @@ def test_import_of_json_that_python_cannot_parse_is_a_bad_line(app, tmp_path, li
     assert result.exit_code == 1
     assert result.stderr == f"{path}:2: {message}\nError: 1 bad line(s): nothing imported\n"
     assert count_tasks(app) == 0
+
+
+def test_import_of_a_line_longer_than_any_task_is_a_bad_line_not_held_whole(app, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    longest = transfer.MAX_LINE_CHARS
+    # Line 2 has no end for 2.5 million characters; line 3 is JSON of exactly the limit.
+    padded = json.dumps(GOOD)[:-1] + " " * (longest - len(json.dumps(GOOD))) + "}"
+    assert len(padded) == longest
+    path.write_text(f"{json.dumps(GOOD)}\n{'x' * 2_500_000}\n{padded}\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}:2: longer than 1,000,000 characters (no task is)\n"
+        f"{path}:3: id 8b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e90 repeats line 1\n"
+        "Error: 2 bad line(s): nothing imported\n"
+    )
+    assert count_tasks(app) == 0
+
+
+def test_bounded_lines_cut_a_long_line_and_read_past_the_rest():
+    stream = io.StringIO("abcd\n" + "x" * 11 + "\nabcde\nlast")
+
+    assert list(transfer.bounded_lines(stream, limit=4)) == ["abcd\n", "xxxxx", "abcde", "last"]
 
 
 def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):

@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC
+from typing import TextIO
 
 import marshmallow as ma
 import sqlalchemy as sa
@@ -28,6 +29,9 @@ BATCH_SIZE = 1000  # rows inserted at a time, and so held in memory
 # What errors="surrogateescape" makes of the bytes that are not UTF-8: read so, a
 # file can be reported by the line that holds them, not the buffer that did.
 NOT_UTF_8 = re.compile("[\udc80-\udcff]")
+# Far above the longest task line (10,500 characters of text, each escaped as up to
+# 12): a longer line is reported without being held whole (a file with no newline).
+MAX_LINE_CHARS = 1_000_000
 
 
 class UTCTime(fields.AwareDateTime):
@@ -150,6 +154,16 @@ class LineErrors:
             self.reported.append((number, message))
 
 
+def bounded_lines(stream: TextIO, limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of `stream`; one longer than `limit` characters is cut to limit + 1
+    (task_rows reports it) and the rest of it read past, never held."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith("\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith("\n"):
+                pass
+        yield line
+
+
 def task_rows(lines: Iterable[str], user_id: str, new_ids: bool, bad: LineErrors) -> Iterator[dict]:
     """The task row of each good line (of text decoded as NOT_UTF_8 says), as the
     lines are read; each bad line goes to `bad` instead."""
@@ -160,6 +174,9 @@ def task_rows(lines: Iterable[str], user_id: str, new_ids: bool, bad: LineErrors
         if NOT_UTF_8.search(line):
             raise OperatorError(f"line {number} is not UTF-8 text")
         if not line.strip():
+            continue
+        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+            bad.add(number, f"longer than {MAX_LINE_CHARS:,} characters (no task is)")
             continue
         try:
             data = json.loads(line)

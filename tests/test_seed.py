@@ -198,8 +198,8 @@ def test_tokens_file_through_a_dangling_symlink_creates_its_target(app, tmp_path
     [
         # /dev/full takes the open and refuses the bytes
         ("/dev/full", "No space left on device"),
-        # a legal name whose staging file (".NAME.partial") is too long
-        ("t" * 250, "File name too long"),
+        # a folder that does not exist
+        ("missing/tokens.json", "No such file or directory"),
     ],
 )
 def test_tokens_that_cannot_be_written_fail_the_seed_before_it_writes(app, tmp_path, name, reason):
@@ -214,6 +214,19 @@ def test_tokens_that_cannot_be_written_fail_the_seed_before_it_writes(app, tmp_p
     assert result.stderr == f"Error: cannot write {path}: {reason}\n"
     assert all_tasks(app) == []
     assert os.listdir(tmp_path) == []
+
+
+def test_a_tokens_file_of_the_longest_name_is_written(app, tmp_path):
+    # Its staging file cannot be ".NAME.partial": that would be too long a name.
+    tokens_file = tmp_path / ("t" * 255)
+
+    result = app.test_cli_runner().invoke(
+        tasks, ["seed", "--user-id", "alice", "--tasks-per-user", "1", "--tokens-file", tokens_file]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(tokens_file.read_text())) == ["alice"]
+    assert os.listdir(tmp_path) == ["t" * 255]
 
 
 def test_a_seed_that_fails_leaves_the_tokens_file_as_it_was(app, tmp_path, monkeypatch):

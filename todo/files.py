@@ -10,6 +10,7 @@ place of /dev/null, or swap out the file that the shell opened for `>>`.
 
 import contextlib
 import errno
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from todo.admin import OperatorError
 
 DESCRIPTOR_FOLDERS = ("/dev/", "/proc/")
 MAX_LINKS = 40  # as the kernel's own limit on a path's symbolic links
+NAME_MAX = 255  # bytes in a file name, on Linux's file systems
 
 
 def _written_into(path: str) -> bool:
@@ -51,6 +53,15 @@ def _reported(path: str) -> Iterator[None]:
         raise OperatorError(f"cannot write {path}: {error.strerror or error}") from None
 
 
+def _partial_name(name: str) -> str:
+    """The name the file is written under until complete, beside it."""
+    partial = f".{name}.partial"
+    if len(os.fsencode(partial)) <= NAME_MAX:
+        return partial
+    # The target's own name may be NAME_MAX long: a short stand-in, the same each run.
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}.partial"
+
+
 @contextlib.contextmanager
 def replaced_when_complete(path: str, private: bool = False) -> Iterator[TextIO]:
     """A UTF-8 text stream whose content becomes `path` when the block completes.
@@ -67,7 +78,7 @@ def replaced_when_complete(path: str, private: bool = False) -> Iterator[TextIO]
                 yield output
             return
         target = _target(path)
-        partial = target.with_name(f".{target.name}.partial")
+        partial = target.with_name(_partial_name(target.name))
         mode = 0o600 if private else 0o666  # less the umask, as open() does
 
         def opener(name, flags):

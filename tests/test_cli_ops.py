@@ -366,6 +366,24 @@ def test_bounded_lines_cut_a_long_line_and_read_past_the_rest():
     assert list(transfer.bounded_lines(stream, limit=4)) == ["abcd\n", "xxxxx", "abcde", "last"]
 
 
+def test_imported_titles_are_found_and_sorted_case_insensitively(app, alice, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    lines = [
+        {**GOOD, "id": str(uuid.uuid4()), "title": "Buy MILK"},
+        {**GOOD, "id": str(uuid.uuid4()), "title": "apples"},
+        {**GOOD, "id": str(uuid.uuid4()), "title": "Zebra"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 0, result.output
+    found = alice.get("/api/alice/tasks", query_string={"q": "milk"}).json["data"]
+    assert [task["title"] for task in found] == ["Buy MILK"]
+    by_title = alice.get("/api/alice/tasks", query_string={"sort": "title"}).json["data"]
+    assert [task["title"] for task in by_title] == ["apples", "Buy MILK", "Zebra"]
+
+
 def test_import_of_good_lines_from_stdin_normalises_times_to_utc(app, alice):
     line = json.dumps(
         {**GOOD, "created_at": "2026-01-14T12:00:00.5+02:00", "updated_at": "2026-01-14T10:00:01Z"}

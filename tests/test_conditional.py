@@ -185,8 +185,14 @@ def test_if_match_on_a_missing_or_foreign_task_is_404(app, alice, bob):
     response = bob.put(f"/api/bob/tasks/{task_id}", json={"title": "x"}, headers={"If-Match": "*"})
     missing = alice.put(url(uuid.uuid4()), json={"title": "x"}, headers={"If-Match": "*"})
     empty_tag = alice.put(url(uuid.uuid4()), json={"title": "x"}, headers={"If-Match": '""'})
+    # Several tags: the current version is read first, and there is none.
+    several = [
+        alice.put(url(uuid.uuid4()), json={"title": "x"}, headers={"If-Match": '"1", "2"'}),
+        alice.delete(url(uuid.uuid4()), headers={"If-Match": '"1", "2"'}),
+        alice.patch(url(uuid.uuid4(), "/complete"), headers={"If-Match": '"1", "2"'}),
+    ]
 
-    for answer in (response, missing, empty_tag):
+    for answer in (response, missing, empty_tag, *several):
         assert answer.status_code == 404
         assert answer.json["error"]["code"] == "NOT_FOUND"
     assert stored_version(app, task_id) == 1

@@ -179,3 +179,26 @@ def test_a_slow_statement_is_cancelled_and_answers_503(make_app, monkeypatch, en
         db.session.rollback()
         # The connection stays usable for the next statement.
         assert db.session.scalar(sa.text("SELECT 1")) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection")),
+        sa.exc.InterfaceError("SELECT", {}, Exception("connection already closed")),
+        sa.exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"),
+    ],
+    ids=["operational", "interface", "pool-timeout"],
+)
+def test_each_kind_of_database_outage_answers_503_with_retry_after(make_app, monkeypatch, error):
+    def unavailable(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(task_service, "list_page", unavailable)
+    client = make_app().test_client()
+
+    response = client.get("/api/alice/tasks", headers=TOKEN)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json["error"]["code"] == "SERVICE_UNAVAILABLE"

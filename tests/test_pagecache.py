@@ -234,6 +234,25 @@ def test_page_cache_mb_0_keeps_nothing(make_app, monkeypatch):
     assert app.extensions["todo.pages"].size == 0
 
 
+def test_a_kept_page_counts_the_bytes_of_its_json_and_cursor(make_app):
+    # What bounds PAGE_CACHE_MB: a page counted smaller would let pages of 1000
+    # tasks take far more memory than the setting says.
+    app = make_app()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_token('alice')}"
+    for title in ("a", "b", "c"):
+        assert client.post("/api/alice/tasks", json={"title": title}).status_code == 201
+
+    response = client.get("/api/alice/tasks?limit=2")
+
+    body = response.get_data()
+    items_json = body[len(b'{"data":') : body.index(b',"meta":')]
+    next_cursor = response.json["meta"]["next_cursor"]
+    assert next_cursor
+    expected = ENTRY_OVERHEAD_BYTES + len(items_json) + len(next_cursor)
+    assert app.extensions["todo.pages"].size == expected
+
+
 def test_a_bulk_insert_changes_the_revision_too(workers):
     """The seed and the import defer the trigger per row and bump the users after."""
     (first, _), (one, _) = workers

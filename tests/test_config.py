@@ -38,6 +38,8 @@ SETTINGS = (
     "DB_MAX_OVERFLOW",
     "DB_POOL_RECYCLE",
     "DB_POOL_TIMEOUT",
+    "DB_PREPARED_STATEMENTS",
+    "PAGE_CACHE_MB",
 )
 PG_URL = "postgresql://todo:p%40ss@127.0.0.1:1/todo"  # nothing listens on port 1
 
@@ -95,6 +97,27 @@ def test_neon_pooler_hosts_get_no_prepared_statements_or_startup_options(clean_e
     assert options["connect_args"]["prepare_threshold"] is None
     assert "options" not in options["connect_args"]
     assert engine_of(app).url.query == {"sslmode": "require"}
+
+
+@pytest.mark.parametrize("value", ["no", "off", "0", "false", "NO", "Off", "FALSE"])
+def test_db_prepared_statements_off_from_the_environment_turns_them_off(
+    clean_env, monkeypatch, value
+):
+    monkeypatch.setenv("DB_PREPARED_STATEMENTS", value)
+
+    app = build(DATABASE_URL=PG_URL)
+
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["prepare_threshold"] is None
+
+
+@pytest.mark.parametrize("value", [None, "", "true", "1", "yes"])
+def test_prepared_statements_stay_on_unless_turned_off(clean_env, monkeypatch, value):
+    if value is not None:
+        monkeypatch.setenv("DB_PREPARED_STATEMENTS", value)
+
+    app = build(DATABASE_URL=PG_URL)
+
+    assert "prepare_threshold" not in app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
 
 
 def test_direct_postgresql_gets_timeouts(clean_env):
@@ -268,6 +291,33 @@ def test_cors_origins_must_be_origins(clean_env, origins, message):
 
     assert str(raised.value) == message
     assert not clean_env.exists()  # refused before the development key is written
+
+
+def test_a_cors_origin_with_credentials_is_refused(clean_env):
+    with pytest.raises(ConfigError) as raised:
+        build(CORS_ORIGINS=["https://user@app.example"])
+
+    assert str(raised.value) == (
+        "CORS_ORIGINS: 'https://user@app.example' must have no path, query or credentials"
+        " (an origin)"
+    )
+    assert not clean_env.exists()  # refused before the development key is written
+
+
+def test_hs512_needs_a_previous_secret_of_64_bytes_in_production(clean_env):
+    production = {
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": PG_URL,
+        "JWT_SECRET": "s" * 64,
+        "JWT_ALGORITHMS": ["HS512"],
+    }
+
+    with pytest.raises(ConfigError) as raised:
+        build(**production, JWT_SECRET_PREVIOUS="p" * 63)  # enough for HS256, not for HS512
+
+    assert str(raised.value) == "HS512 needs a JWT_SECRET_PREVIOUS of at least 64 bytes"
+    app = build(**production, JWT_SECRET_PREVIOUS="p" * 64)
+    assert app.config["JWT_ALGORITHMS"] == ["HS512"]
 
 
 def test_production_with_a_key_and_postgresql_starts_without_a_database(clean_env):
@@ -452,6 +502,7 @@ def test_defaults_of_the_contract(clean_env):
         settings["DB_POOL_RECYCLE"],
         settings["DB_POOL_TIMEOUT"],
     ) == (10, 20, 1800, 10)
+    assert settings["PAGE_CACHE_MB"] == 48
 
 
 @pytest.mark.parametrize("url", [PG_URL, None])
@@ -500,6 +551,53 @@ def test_numbers_out_of_their_range_are_refused(name, value, message):
         from_env({name: value})
 
     assert str(raised.value) == message
+
+
+NUMBER_SETTINGS = (
+    "PAGE_CACHE_MB",
+    "JWT_JWKS_TIMEOUT_SECONDS",
+    "JWT_JWKS_CACHE_SECONDS",
+    "JWT_JWKS_MIN_REFRESH_SECONDS",
+)
+
+
+@pytest.mark.parametrize("name", NUMBER_SETTINGS)
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("-1", "must be a non-negative number"),
+        ("-0.5", "must be a non-negative number"),
+        ("inf", "must be a non-negative number"),
+        ("Infinity", "must be a non-negative number"),
+        ("nan", "must be a non-negative number"),
+        ("lots", "must be a number"),
+    ],
+)
+def test_number_settings_refuse_negatives_infinity_and_nan(
+    clean_env, monkeypatch, name, value, problem
+):
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError) as raised:
+        from_env()
+
+    assert str(raised.value) == f"{name} {problem}, not {value!r}"
+
+
+@pytest.mark.parametrize("name", NUMBER_SETTINGS)
+def test_zero_is_taken_for_number_settings(clean_env, monkeypatch, name):
+    monkeypatch.setenv(name, "0")
+
+    assert from_env()[name] == 0
+
+
+def test_page_cache_mb_zero_from_the_environment_turns_the_page_cache_off(clean_env, monkeypatch):
+    monkeypatch.setenv("PAGE_CACHE_MB", "0")
+
+    app = build()
+
+    assert app.config["PAGE_CACHE_MB"] == 0
+    assert app.extensions["todo.pages"].max_bytes == 0
 
 
 def test_the_lowest_numbers_allowed_are_taken():

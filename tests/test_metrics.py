@@ -31,6 +31,30 @@ def test_metrics_are_off_by_default(app):
     assert app.test_client().get("/metrics").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "value", ["off", "OFF", "no", "No", "none", "None", "false", "FALSE", "0", " off "]
+)
+def test_metrics_enabled_off_in_the_environment_leaves_no_metrics(make_app, monkeypatch, value):
+    monkeypatch.setenv("METRICS_ENABLED", value)
+
+    app = make_app()
+
+    assert app.config["METRICS_ENABLED"] is False
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes", "on"])
+def test_metrics_enabled_in_the_environment_serves_metrics(make_app, monkeypatch, value):
+    monkeypatch.setenv("METRICS_ENABLED", value)
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+
+    response = make_app().test_client().get("/metrics")
+
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=")
+
+
 def test_requests_are_counted_by_route_template_method_and_status(make_app):
     app = make_app(METRICS_ENABLED=True, METRICS_TOKEN=METRICS_TOKEN)
     client = app.test_client()

@@ -135,6 +135,57 @@ def test_jwk_without_alg_fits_by_key_type(make_app, keys):
         server.stop()
 
 
+def test_es256_token_naming_an_rsa_key_without_alg_is_401_not_500(make_app, keys):
+    rsa_key = keys["RS256"].with_kid("no-alg-rsa", alg=None)
+    server = JWKSServer([rsa_key])
+    try:
+        app = make_app(**jwks_config(server.url))
+        assert_refused(call(app, keys["ES256"].with_kid(rsa_key.kid).token()))
+    finally:
+        server.stop()
+
+
+def test_token_without_kid_is_verified_by_the_published_key_that_fits(jwks_app, provider, keys):
+    signer = generate("EdDSA")
+    provider.publish(signer)  # listed after keys["EdDSA"], which is tried first and fails
+    assert call(jwks_app, jwt.encode(claims(), signer.private_key, "EdDSA")).status_code == 200
+    first = jwt.encode(claims(), keys["EdDSA"].private_key, "EdDSA")
+    assert call(jwks_app, first).status_code == 200
+
+
+def test_token_without_kid_finds_the_ec_key_of_its_curve_among_others(make_app, keys):
+    p521 = keys["ES512"].with_kid("p-521", alg=None)
+    p256 = keys["ES256"].with_kid("p-256", alg=None)
+    server = JWKSServer([p521, p256])  # the P-521 key must be passed over, not tried
+    try:
+        app = make_app(**jwks_config(server.url))
+        assert call(app, jwt.encode(claims(), p256.private_key, "ES256")).status_code == 200
+    finally:
+        server.stop()
+
+
+def _without_kid(jwk):
+    return {name: value for name, value in jwk.items() if name != "kid"}
+
+
+def test_jwks_entries_without_a_string_kid_are_skipped_not_500(make_app, keys):
+    good, unnamed = generate("EdDSA"), generate("EdDSA")
+    server = JWKSServer()
+    server.keys = [
+        _without_kid(unnamed.jwk),
+        {**unnamed.jwk, "kid": 7},
+        {**unnamed.jwk, "kid": ["a", "list"]},
+        good.jwk,
+    ]
+    try:
+        app = make_app(**jwks_config(server.url))
+        assert call(app, good.token()).status_code == 200
+        # left out entirely: not even a token without kid is checked against them
+        assert_refused(call(app, jwt.encode(claims(), unnamed.private_key, "EdDSA")))
+    finally:
+        server.stop()
+
+
 def test_app_starts_and_fetches_nothing_until_a_token_arrives(make_app, provider, keys):
     app = make_app(**jwks_config(provider.url))
     assert provider.fetches == 0
@@ -254,6 +305,20 @@ def test_provider_error_status_is_503(make_app, provider, keys):
     assert_unavailable(call(app, keys["EdDSA"].token()))
 
 
+@pytest.mark.parametrize("published", ["symmetric key, no kid", "keys without kid"])
+def test_jwks_with_no_usable_key_is_503_not_401(make_app, keys, published):
+    server = JWKSServer()
+    if published == "symmetric key, no kid":
+        server.keys = [{"kty": "oct"}]
+    else:
+        server.keys = [_without_kid(keys[algorithm].jwk) for algorithm in ("EdDSA", "ES256")]
+    try:
+        app = make_app(**jwks_config(server.url))
+        assert_unavailable(call(app, keys["EdDSA"].token()))
+    finally:
+        server.stop()
+
+
 def test_outage_keeps_cached_keys_and_recovers(make_app, provider, keys):
     app = make_app(**jwks_config(provider.url, JWT_JWKS_MIN_REFRESH_SECONDS=10))
     clock = clock_of(app)
@@ -273,6 +338,18 @@ def test_outage_keeps_cached_keys_and_recovers(make_app, provider, keys):
     clock.advance(10)
     assert call(app, rotated.token()).status_code == 200
     assert provider.fetches == 3
+
+
+def test_unknown_kid_is_401_again_once_the_provider_is_back(make_app, provider, keys):
+    app = make_app(**jwks_config(provider.url, JWT_JWKS_MIN_REFRESH_SECONDS=10))
+    clock = clock_of(app)
+    provider.status = 503
+    assert_unavailable(call(app, keys["EdDSA"].token()), retry_after=10)
+
+    provider.status = 200
+    clock.advance(10)
+    assert_refused(call(app, keys["EdDSA"].with_kid("no-such-kid").token()))
+    assert call(app, keys["EdDSA"].token()).status_code == 200
 
 
 # Rejections: each with its exact code and WWW-Authenticate
@@ -300,6 +377,12 @@ REJECTIONS = {
     "no kid, no key fits": lambda k: jwt.encode(claims(), _stranger(k).private_key, "EdDSA"),
     "kid not a string": lambda k: forge(
         {"alg": "EdDSA", "kid": 7}, claims(), k["EdDSA"].private_key.sign
+    ),
+    "kid a list": lambda k: forge(
+        {"alg": "EdDSA", "kid": [k["EdDSA"].kid]}, claims(), k["EdDSA"].private_key.sign
+    ),
+    "kid an object": lambda k: forge(
+        {"alg": "EdDSA", "kid": {"kid": k["EdDSA"].kid}}, claims(), k["EdDSA"].private_key.sign
     ),
     "JWK alg does not fit the token": lambda k: k["PS256"].token(algorithm="RS256"),
     "JWK of another key type": lambda k: forge(
@@ -351,6 +434,28 @@ def test_key_declared_for_encryption_is_refused(make_app, keys):
     try:
         app = make_app(**jwks_config(server.url))
         assert_refused(call(app, enc.token()))
+    finally:
+        server.stop()
+
+
+def test_key_whose_key_ops_exclude_verify_is_refused(make_app, keys):
+    enc = keys["EdDSA"].with_kid("encrypt-only", key_ops=["encrypt"])  # and no "use"
+    server = JWKSServer([enc])
+    try:
+        app = make_app(**jwks_config(server.url))
+        assert_refused(call(app, enc.token()))
+    finally:
+        server.stop()
+
+
+def test_only_the_first_100_published_keys_are_read(make_app, keys):
+    named = [keys["EdDSA"].with_kid(f"key-{n}") for n in range(101)]
+    server = JWKSServer(named)
+    try:
+        app = make_app(**jwks_config(server.url))
+        assert call(app, named[0].token()).status_code == 200
+        assert call(app, named[99].token()).status_code == 200
+        assert_refused(call(app, named[100].token()))
     finally:
         server.stop()
 

@@ -99,7 +99,9 @@ def test_neon_pooler_hosts_get_no_prepared_statements_or_startup_options(clean_e
     assert engine_of(app).url.query == {"sslmode": "require"}
 
 
-@pytest.mark.parametrize("value", ["no", "off", "0", "false", "NO", "Off", "FALSE"])
+@pytest.mark.parametrize(
+    "value", ["no", "off", "0", "false", "NO", "Off", "FALSE", "none", " false", "off "]
+)
 def test_db_prepared_statements_off_from_the_environment_turns_them_off(
     clean_env, monkeypatch, value
 ):
@@ -689,3 +691,28 @@ def test_a_flask_command_with_a_bad_log_level_prints_one_line(tmp_path):
         "configuration error: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL,"
         " not 'VERBOSE'\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        (
+            {"METRICS_ENABLED": "true", "METRICS_PORT": "abc"},
+            "METRICS_PORT must be an integer, not 'abc'",
+        ),
+        ({"TRUSTED_PROXY_COUNT": "x"}, "TRUSTED_PROXY_COUNT must be an integer, not 'x'"),
+        ({"TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be at least 0, not '-1'"),
+    ],
+)
+def test_settings_of_the_optional_parts_are_checked_too(
+    clean_env, monkeypatch, environment, message
+):
+    # Read when metrics and the proxy fix are set up, not by from_env: a ValueError
+    # there was a traceback instead of a configuration error.
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError) as raised:
+        build()
+
+    assert str(raised.value) == message

@@ -103,6 +103,35 @@ def _number(environ, name, default):
     return value
 
 
+def flag(raw: str) -> bool:
+    """An on/off setting: off when empty, 0, false, no, off or none (any case)."""
+    return raw.strip().lower() not in ("", "0", "false", "no", "off", "none")
+
+
+def count(raw: str) -> int:
+    """A setting's non-negative integer; ValueError saying what it must be."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"must be an integer, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"must be at least 0, not {raw!r}")
+    return value
+
+
+def setting(app, name, default, parse=str):
+    """app.config[name], else the environment's value read by `parse`, else `default`;
+    kept in app.config. For the settings of the optional parts (metrics, proxies,
+    rate limits), read when they are set up."""
+    if name not in app.config:
+        raw = os.environ.get(name, "").strip()
+        try:
+            app.config[name] = parse(raw) if raw else default
+        except ValueError as error:
+            raise ConfigError(f"{name} {error}") from None
+    return app.config[name]
+
+
 def _list(raw):
     return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
@@ -138,8 +167,7 @@ def from_env(environ=os.environ) -> dict:
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, 0),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, 0),
         "PAGE_CACHE_MB": _number(environ, "PAGE_CACHE_MB", 48),
-        "DB_PREPARED_STATEMENTS": environ.get("DB_PREPARED_STATEMENTS", "").lower()
-        not in ("0", "false", "no", "off"),
+        "DB_PREPARED_STATEMENTS": flag(environ.get("DB_PREPARED_STATEMENTS") or "true"),
     }
 
 

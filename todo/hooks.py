@@ -1,7 +1,6 @@
 """Per-request plumbing: the request id, proxies, security headers, and the access log line"""
 
 import logging
-import os
 import re
 import time
 import uuid
@@ -10,22 +9,12 @@ from flask import current_app, g, request
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from todo.config import count, setting
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 HSTS = "max-age=31536000"  # a year; no includeSubDomains: the API does not own its siblings
 
 access_log = logging.getLogger("todo.access")
-
-
-def _flag(raw) -> bool:
-    return str(raw).strip().lower() not in ("", "0", "false", "no", "off", "none")
-
-
-def setting(app, name, default, parse=str):
-    """app.config[name], else the environment's value, else `default`; kept in app.config."""
-    if name not in app.config:
-        raw = os.environ.get(name, "").strip()
-        app.config[name] = default if not raw else (_flag(raw) if parse is bool else parse(raw))
-    return app.config[name]
 
 
 def start_request():
@@ -99,7 +88,7 @@ def init_app(app):
     # TRUSTED_PROXY_COUNT: how many proxies (load balancer, ingress...) stand in
     # front of the app and append to X-Forwarded-*. Only then are those headers
     # believed: the client's address, and https in Location URLs.
-    proxies = setting(app, "TRUSTED_PROXY_COUNT", 0, int)
+    proxies = setting(app, "TRUSTED_PROXY_COUNT", 0, count)
     if proxies:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies

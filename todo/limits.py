@@ -10,7 +10,7 @@ from flask import g, request
 from flask_limiter import Limiter
 
 from todo.auth import authenticate
-from todo.hooks import setting
+from todo.config import setting
 
 
 def user_key() -> str:

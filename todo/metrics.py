@@ -24,9 +24,8 @@ from prometheus_client import (
 )
 
 from todo.auth import bearer_token, unauthorized
-from todo.config import ConfigError
+from todo.config import ConfigError, count, flag, setting
 from todo.extensions import db
-from todo.hooks import setting
 
 UNMATCHED = "<unmatched>"  # 404s for unknown paths share one label, whatever the path
 
@@ -109,12 +108,12 @@ def sample_pools(*args):
 
 def init_app(app):
     """METRICS_ENABLED: count requests and serve /metrics (behind METRICS_TOKEN if set)."""
-    if not setting(app, "METRICS_ENABLED", False, bool):
+    if not setting(app, "METRICS_ENABLED", False, flag):
         return
     token = setting(app, "METRICS_TOKEN", None)
     # METRICS_PORT: gunicorn's master serves the numbers on their own port
     # (gunicorn.conf.py), and the API's port has no /metrics.
-    separate_port = setting(app, "METRICS_PORT", 0, int)
+    separate_port = setting(app, "METRICS_PORT", 0, count)
     if app.config["ENVIRONMENT"] == "production" and not (token or separate_port):
         raise ConfigError("METRICS_ENABLED in production needs METRICS_TOKEN or METRICS_PORT")
     if not separate_port:

@@ -42,8 +42,9 @@ def _int(name, default, minimum=0, maximum=None):
 
 
 def _flag(name, default=False):
+    # As todo.config.flag reads the app's (the master does not import the package).
     raw = os.environ.get(name, "").strip().lower()
-    return default if not raw else raw not in ("0", "false", "no", "off")
+    return default if not raw else raw not in ("0", "false", "no", "off", "none")
 
 
 def _cores():

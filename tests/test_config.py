@@ -399,21 +399,37 @@ def test_wsgi_prints_one_line_and_exits_non_zero(tmp_path, settings, message):
     assert result.stdout == ""
 
 
-def test_flask_command_prints_one_line_and_exits_non_zero(tmp_path):
+@pytest.mark.parametrize(
+    ("arguments", "settings", "message"),
+    [
+        (
+            ["--help"],
+            {"ENVIRONMENT": "production", "DATABASE_URL": PG_URL},
+            "set JWT_SECRET or JWT_JWKS_URL: no token can be verified",
+        ),
+        (
+            ["tasks", "stats"],
+            {"LOG_LEVEL": "verbose"},
+            "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'VERBOSE'",
+        ),
+    ],
+)
+def test_flask_command_prints_one_line_and_exits_non_zero(tmp_path, arguments, settings, message):
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update(INSTANCE_PATH=str(tmp_path), **settings)
+
     result = subprocess.run(
-        [str(FLASK), "--help"],
+        [str(FLASK), *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env=production_env(tmp_path, DATABASE_URL=PG_URL),
+        env=env,
         timeout=60,
         check=False,
     )
 
     assert result.returncode == 4
-    assert result.stderr.splitlines() == [
-        "configuration error: set JWT_SECRET or JWT_JWKS_URL: no token can be verified"
-    ]
+    assert result.stderr == f"configuration error: {message}\n"
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -669,27 +685,6 @@ def test_an_empty_development_secret_is_refused(clean_env):
 
     assert str(raised.value) == (
         f"{clean_env / 'dev-jwt-secret'} is empty: delete it for a new secret, or set JWT_SECRET"
-    )
-
-
-def test_a_flask_command_with_a_bad_log_level_prints_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env.update(INSTANCE_PATH=str(tmp_path), LOG_LEVEL="verbose")
-
-    result = subprocess.run(
-        [str(FLASK), "tasks", "stats"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-    assert result.returncode == 4
-    assert result.stderr == (
-        "configuration error: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL,"
-        " not 'VERBOSE'\n"
     )
 
 

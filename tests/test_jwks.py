@@ -428,18 +428,13 @@ def test_rsa_key_under_2048_bits_is_refused(make_app):
         server.stop()
 
 
-def test_key_declared_for_encryption_is_refused(make_app, keys):
-    enc = keys["EdDSA"].with_kid("enc-key", use="enc")
-    server = JWKSServer([enc])
-    try:
-        app = make_app(**jwks_config(server.url))
-        assert_refused(call(app, enc.token()))
-    finally:
-        server.stop()
-
-
-def test_key_whose_key_ops_exclude_verify_is_refused(make_app, keys):
-    enc = keys["EdDSA"].with_kid("encrypt-only", key_ops=["encrypt"])  # and no "use"
+@pytest.mark.parametrize(
+    "not_for_verifying",
+    [{"use": "enc"}, {"key_ops": ["encrypt"]}],  # key_ops alone, without "use"
+    ids=["use enc", "key_ops encrypt"],
+)
+def test_key_declared_for_encryption_is_refused(make_app, keys, not_for_verifying):
+    enc = keys["EdDSA"].with_kid("enc-key", **not_for_verifying)
     server = JWKSServer([enc])
     try:
         app = make_app(**jwks_config(server.url))

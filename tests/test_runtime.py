@@ -166,16 +166,37 @@ def test_forwarded_headers_are_ignored_without_a_trusted_proxy(make_app):
     assert seen["remote_addr"] == "127.0.0.1"  # the test client's, not the header's
 
 
-def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
-    app = make_app(TRUSTED_PROXY_COUNT=1)
+@pytest.mark.parametrize(
+    ("proxies", "forwarded"),
+    [
+        (
+            1,
+            {
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "api.example.com",
+                # a client's own (forged) entry first, then the one our proxy appended
+                "X-Forwarded-For": "10.9.9.9, 198.51.100.7",
+            },
+        ),
+        (
+            2,
+            {
+                # The outer proxy ends TLS and appends first; the inner one got http from it.
+                "X-Forwarded-Proto": "https, http",
+                "X-Forwarded-Host": "api.example.com, todo.internal",
+                # a forged entry, the client as the outer proxy saw it, then the outer
+                # proxy as the inner one saw it
+                "X-Forwarded-For": "10.9.9.9, 198.51.100.7, 10.0.0.2",
+            },
+        ),
+    ],
+    ids=["one proxy", "two proxies"],
+)
+def test_trusted_proxies_give_https_locations_and_the_client_address(make_app, proxies, forwarded):
+    app = make_app(TRUSTED_PROXY_COUNT=proxies)
     seen = whoami_route(app)
     client = app.test_client()
-    forwarded = {
-        "X-Forwarded-Proto": "https",
-        "X-Forwarded-Host": "api.example.com",
-        # a client's own (forged) entry first, then the one our proxy appended
-        "X-Forwarded-For": "10.9.9.9, 198.51.100.7",
-    }
+
     response = client.post(
         "/api/alice/tasks",
         json={"title": "t"},
@@ -183,6 +204,7 @@ def test_a_trusted_proxy_gives_https_locations_and_the_client_address(make_app):
     )
     client.get("/whoami", headers=forwarded)
 
+    assert response.status_code == 201
     task_id = response.json["data"]["id"]
     assert response.headers["Location"] == f"https://api.example.com/api/alice/tasks/{task_id}"
     assert seen["remote_addr"] == "198.51.100.7"

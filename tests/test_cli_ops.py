@@ -20,7 +20,7 @@ from conftest import base_config, postgres_admin_url
 from ops_support import ROOT, command_environment, free_port, fresh_database, unreachable_url
 
 from cli import tasks
-from todo import create_app, doctor, rls, transfer
+from todo import admin, create_app, doctor, rls, transfer
 from todo.extensions import db
 from todo.models import Task
 
@@ -356,6 +356,19 @@ def test_import_of_a_line_longer_than_any_task_is_a_bad_line_not_held_whole(app,
         f"{path}:2: longer than 1,000,000 characters (no task is)\n"
         f"{path}:3: id 8b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e90 repeats line 1\n"
         "Error: 2 bad line(s): nothing imported\n"
+    )
+    assert count_tasks(app) == 0
+
+
+def test_a_bad_line_is_reported_on_one_line_whatever_its_field_names(app, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps({**GOOD, "ti\ntle\t": "x"}) + "\n")
+
+    result = invoke(app, "import", path, "--user-id", "alice")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{path}:1: ti\\ntle\\t: Unknown field.\nError: 1 bad line(s): nothing imported\n"
     )
     assert count_tasks(app) == 0
 
@@ -1239,3 +1252,20 @@ def test_round_trip_keeps_line_breaks_and_unicode_inside_fields(app, alice, tmp_
     assert result.exit_code == 0, result.output
     assert path.read_bytes().count(b"\n") == 1
     assert api_tasks(alice, "alice") == before
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has no statement timeout
+def test_a_statement_timeout_is_not_called_an_unreachable_database(backend, tmp_path):
+    # statement_timeout's cancel is an OperationalError, as a lost connection is.
+    with fresh_database(backend, tmp_path) as url:
+        app = create_app({**base_config(url), "DB_STATEMENT_TIMEOUT_MS": 1})
+        with app.app_context(), rls.bypass():
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                db.session.execute(sa.text("SELECT pg_sleep(0.1)"))
+            db.session.rollback()
+            db.engine.dispose()
+
+    assert admin.database_error(raised.value) == (
+        "a statement ran past DB_STATEMENT_TIMEOUT_MS and was cancelled"
+        " (canceling statement due to statement timeout)"
+    )

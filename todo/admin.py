@@ -11,6 +11,9 @@ class OperatorError(Exception):
     """An operator command cannot go on; the message says why, in one line."""
 
 
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
+
+
 def database_error(error: sa.exc.SQLAlchemyError) -> str:
     """One line for an operator about a failed database call (no SQL, no password)."""
     original = getattr(error, "orig", None) or error
@@ -18,6 +21,8 @@ def database_error(error: sa.exc.SQLAlchemyError) -> str:
     lowered = text.lower()
     if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
         return f"the database has no schema ({text}): run `flask db upgrade`"
+    if getattr(original, "sqlstate", None) == QUERY_CANCELED:  # an OperationalError too
+        return f"a statement ran past DB_STATEMENT_TIMEOUT_MS and was cancelled ({text})"
     if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
         return f"database unreachable: {text}"
     return f"database error: {text}"

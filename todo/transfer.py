@@ -32,6 +32,7 @@ NOT_UTF_8 = re.compile("[\udc80-\udcff]")
 # Far above the longest task line (10,500 characters of text, each escaped as up to
 # 12): a longer line is reported without being held whole (a file with no newline).
 MAX_LINE_CHARS = 1_000_000
+CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class UTCTime(fields.AwareDateTime):
@@ -151,6 +152,8 @@ class LineErrors:
     def add(self, number: int, message: str) -> None:
         self.total += 1
         if len(self.reported) < MAX_REPORTED:
+            # One line each: a field name from the file may hold a newline.
+            message = CONTROL.sub(lambda match: repr(match[0])[1:-1], message)
             self.reported.append((number, message))
 
 

@@ -9,6 +9,7 @@ the database, a file, a failed check or gate, Ctrl-C).
 """
 
 import contextlib
+import errno
 import functools
 import json
 import math
@@ -38,7 +39,23 @@ from todo import (
 )
 from todo.models import user_id_problem
 
-tasks = AppGroup("tasks", help="Seed, load-check and administer the task API.")
+
+class OperatorCommands(AppGroup):
+    """`flask tasks`: output that cannot be written (a full disk behind `>`) is one
+    line too. (click's main already ends a broken pipe, `| head`, quietly.)"""
+
+    UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            if error.errno not in self.UNWRITABLE or error.filename is not None:
+                raise
+            raise click.ClickException(f"cannot write the output: {error.strerror}") from None
+
+
+tasks = OperatorCommands("tasks", help="Seed, load-check and administer the task API.")
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -112,3 +112,20 @@ def test_a_bad_configuration_is_one_line_for_every_command(command):
     assert finished.stderr == (
         "configuration error: DATABASE_URL is required when ENVIRONMENT=production\n"
     )
+
+
+def test_output_that_cannot_be_written_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:  # takes the open, refuses every byte
+        finished = subprocess.run(
+            [sys.executable, "-m", "flask", "tasks", "token", "--user-id", "alice"],
+            cwd=ROOT,
+            env=command_environment(f"sqlite:///{tmp_path / 'unused.sqlite3'}"),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert finished.returncode == 1
+    assert finished.stderr == "Error: cannot write the output: No space left on device\n"

@@ -118,7 +118,8 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 20000)
 # and duration (todo/hooks.py); a second, poorer line per request would only
 # double the log volume. GUNICORN_ACCESS_LOG=- turns it back on.
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+_level = (os.environ.get("LOG_LEVEL") or "info").strip().lower()
+loglevel = {"warn": "warning", "fatal": "critical"}.get(_level, _level)  # as the app reads it
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 if (os.environ.get("LOG_FORMAT") or "json").lower() != "text":
     logger_class = _JSONLogger

@@ -112,7 +112,7 @@ def test_db_prepared_statements_off_from_the_environment_turns_them_off(
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["prepare_threshold"] is None
 
 
-@pytest.mark.parametrize("value", [None, "", "true", "1", "yes"])
+@pytest.mark.parametrize("value", [None, "", " ", "true", "1", "yes"])
 def test_prepared_statements_stay_on_unless_turned_off(clean_env, monkeypatch, value):
     if value is not None:
         monkeypatch.setenv("DB_PREPARED_STATEMENTS", value)
@@ -554,8 +554,8 @@ def test_default_pool_settings(clean_env):
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("DB_POOL_SIZE", "0", "DB_POOL_SIZE must be at least 1, not '0'"),
-        ("DB_MAX_OVERFLOW", "-10", "DB_MAX_OVERFLOW must be at least 0, not '-10'"),
+        ("DB_POOL_SIZE", "-1", "DB_POOL_SIZE must be at least 0, not '-1'"),
+        ("DB_MAX_OVERFLOW", "-10", "DB_MAX_OVERFLOW must be at least -1, not '-10'"),
         ("DB_POOL_RECYCLE", "-2", "DB_POOL_RECYCLE must be at least -1, not '-2'"),
         ("DB_POOL_TIMEOUT", "-1", "DB_POOL_TIMEOUT must be at least 0, not '-1'"),
         ("DB_CONNECT_TIMEOUT", "-5", "DB_CONNECT_TIMEOUT must be at least 0, not '-5'"),
@@ -618,10 +618,17 @@ def test_page_cache_mb_zero_from_the_environment_turns_the_page_cache_off(clean_
     assert app.extensions["todo.pages"].max_bytes == 0
 
 
+@pytest.mark.parametrize(
+    ("given", "level"), [("warn", "WARNING"), ("Fatal", "CRITICAL"), (" debug ", "DEBUG")]
+)
+def test_log_levels_are_read_as_python_logging_reads_them(given, level):
+    assert from_env({"LOG_LEVEL": given})["LOG_LEVEL"] == level
+
+
 def test_the_lowest_numbers_allowed_are_taken():
     lowest = {
-        "DB_POOL_SIZE": "1",
-        "DB_MAX_OVERFLOW": "0",
+        "DB_POOL_SIZE": "0",  # SQLAlchemy: no limit
+        "DB_MAX_OVERFLOW": "-1",  # SQLAlchemy: no limit
         "DB_POOL_RECYCLE": "-1",
         "DB_POOL_TIMEOUT": "0",
         "DB_CONNECT_TIMEOUT": "0",

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # as Python's logging takes them
 LOG_FORMATS = ("json", "text")
 CHOICES = {"ENVIRONMENT": ENVIRONMENTS, "LOG_LEVEL": LOG_LEVELS, "LOG_FORMAT": LOG_FORMATS}
 MIN_SECRET_BYTES = 32
@@ -132,6 +133,11 @@ def setting(app, name, default, parse=str):
     return app.config[name]
 
 
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    return LOG_LEVEL_ALIASES.get(level, level)
+
+
 def _list(raw):
     return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
@@ -158,16 +164,16 @@ def from_env(environ=os.environ) -> dict:
         "JWT_LEEWAY_SECONDS": _int(environ, "JWT_LEEWAY_SECONDS", 30, 0),
         "CORS_ORIGINS": _list(environ.get("CORS_ORIGINS")),
         "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 65536, 1),
-        "LOG_LEVEL": (environ.get("LOG_LEVEL") or "INFO").upper(),
+        "LOG_LEVEL": _log_level(environ.get("LOG_LEVEL") or "INFO"),
         "LOG_FORMAT": (environ.get("LOG_FORMAT") or "json").lower(),
-        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 10, 1),
-        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 20, 0),
+        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 10, 0),
+        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 20, -1),
         "DB_POOL_RECYCLE": _int(environ, "DB_POOL_RECYCLE", 1800, -1),
         "DB_POOL_TIMEOUT": _int(environ, "DB_POOL_TIMEOUT", 10, 0),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, 0),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 5000, 0),
         "PAGE_CACHE_MB": _number(environ, "PAGE_CACHE_MB", 48),
-        "DB_PREPARED_STATEMENTS": flag(environ.get("DB_PREPARED_STATEMENTS") or "true"),
+        "DB_PREPARED_STATEMENTS": flag(environ.get("DB_PREPARED_STATEMENTS", "").strip() or "true"),
     }
 
 

@@ -347,7 +347,9 @@ def test_import_of_a_line_longer_than_any_task_is_a_bad_line_not_held_whole(app,
     # Line 2 has no end for 2.5 million characters; line 3 is JSON of exactly the limit.
     padded = json.dumps(GOOD)[:-1] + " " * (longest - len(json.dumps(GOOD))) + "}"
     assert len(padded) == longest
-    path.write_text(f"{json.dumps(GOOD)}\n{'x' * 2_500_000}\n{padded}\n")
+    # Line 4 starts with more spaces than the limit: not a blank line to skip.
+    spaced = " " * (longest + 1) + json.dumps({**GOOD, "id": str(uuid.uuid4())})
+    path.write_text(f"{json.dumps(GOOD)}\n{'x' * 2_500_000}\n{padded}\n{spaced}\n")
 
     result = invoke(app, "import", path, "--user-id", "alice")
 
@@ -355,20 +357,22 @@ def test_import_of_a_line_longer_than_any_task_is_a_bad_line_not_held_whole(app,
     assert result.stderr == (
         f"{path}:2: longer than 1,000,000 characters (no task is)\n"
         f"{path}:3: id 8b0c2f4e-5d1a-4c3e-9f3a-0d6c1b2a7e90 repeats line 1\n"
-        "Error: 2 bad line(s): nothing imported\n"
+        f"{path}:4: longer than 1,000,000 characters (no task is)\n"
+        "Error: 3 bad line(s): nothing imported\n"
     )
     assert count_tasks(app) == 0
 
 
 def test_a_bad_line_is_reported_on_one_line_whatever_its_field_names(app, tmp_path):
     path = tmp_path / "tasks.jsonl"
-    path.write_text(json.dumps({**GOOD, "ti\ntle\t": "x"}) + "\n")
+    path.write_text(json.dumps({**GOOD, "ti\ntle\t\x85\u2028": "x"}) + "\n")
 
     result = invoke(app, "import", path, "--user-id", "alice")
 
     assert result.exit_code == 1
     assert result.stderr == (
-        f"{path}:1: ti\\ntle\\t: Unknown field.\nError: 1 bad line(s): nothing imported\n"
+        f"{path}:1: ti\\ntle\\t\\x85\\u2028: Unknown field.\n"
+        "Error: 1 bad line(s): nothing imported\n"
     )
     assert count_tasks(app) == 0
 

@@ -32,7 +32,7 @@ NOT_UTF_8 = re.compile("[\udc80-\udcff]")
 # Far above the longest task line (10,500 characters of text, each escaped as up to
 # 12): a longer line is reported without being held whole (a file with no newline).
 MAX_LINE_CHARS = 1_000_000
-CONTROL = re.compile("[\x00-\x1f\x7f]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # what ends or bends a line
 
 
 class UTCTime(fields.AwareDateTime):
@@ -176,10 +176,11 @@ def task_rows(lines: Iterable[str], user_id: str, new_ids: bool, bad: LineErrors
     for number, line in enumerate(lines, start=1):
         if NOT_UTF_8.search(line):
             raise OperatorError(f"line {number} is not UTF-8 text")
-        if not line.strip():
-            continue
+        # First: a line cut by bounded_lines may start with a million spaces.
         if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
             bad.add(number, f"longer than {MAX_LINE_CHARS:,} characters (no task is)")
+            continue
+        if not line.strip():
             continue
         try:
             data = json.loads(line)

@@ -97,21 +97,24 @@ def run_migrations_online():
     connectable = get_engine()
 
     try:
-        with connectable.connect() as connection:
-            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
-
-            with context.begin_transaction():
-                if connection.dialect.name == "postgresql":
-                    # The requests' statement_timeout must not cancel a long index
-                    # build (this transaction only). Row-level security binds the
-                    # owner too: a data migration must first SET LOCAL ROLE to
-                    # <database>_operator for its DML (migration 0003).
-                    connection.exec_driver_sql("SELECT set_config('statement_timeout', '0', true)")
-                context.run_migrations()
+        connection = connectable.connect()
     except sa.exc.SQLAlchemyError as error:
-        # Flask-Migrate's commands print a RuntimeError as one line and exit 1,
-        # as the operator commands do, instead of SQLAlchemy's traceback.
+        # A database that cannot be reached: Flask-Migrate prints a RuntimeError as
+        # one line and exits 1, as the operator commands do. (A migration that fails
+        # keeps its traceback: its SQL and the database's DETAIL are the diagnosis.)
         raise RuntimeError(database_error(error)) from None
+
+    with connection:
+        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+
+        with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # The requests' statement_timeout must not cancel a long index
+                # build (this transaction only). Row-level security binds the
+                # owner too: a data migration must first SET LOCAL ROLE to
+                # <database>_operator for its DML (migration 0003).
+                connection.exec_driver_sql("SELECT set_config('statement_timeout', '0', true)")
+            context.run_migrations()
 
 
 if context.is_offline_mode():

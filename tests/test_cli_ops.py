@@ -1181,7 +1181,10 @@ def jwks_server():
 
 
 GOOD_KEY = idp.generate("EdDSA").jwk
-NO_USABLE_KEY = "{url}: no usable key of %d (each needs a kid and a key pyjwt can read)"
+NO_USABLE_KEY = (
+    "{url}: no usable key of %d (each needs a kid, a key pyjwt can read, and to verify"
+    " an algorithm of JWT_ALGORITHMS)"
+)
 
 
 @pytest.mark.parametrize(
@@ -1197,6 +1200,9 @@ NO_USABLE_KEY = "{url}: no usable key of %d (each needs a kid and a key pyjwt ca
         ([], "FAIL", NO_USABLE_KEY % 0),
         ([{"kty": "OKP", "crv": "Ed25519", "x": "abc", "kid": "k"}], "FAIL", NO_USABLE_KEY % 1),
         ([1, 2], "FAIL", NO_USABLE_KEY % 2),
+        # read, but never picked to verify: for encryption, or of an algorithm not allowed
+        ([{**GOOD_KEY, "use": "enc"}], "FAIL", NO_USABLE_KEY % 1),
+        ([{**GOOD_KEY, "alg": "RS256"}], "FAIL", NO_USABLE_KEY % 1),
         ("abc", "FAIL", "{url} did not answer a JWK set"),
         (5, "FAIL", "{url} did not answer a JWK set"),
         (None, "FAIL", "{url} did not answer a JWK set"),

@@ -50,7 +50,7 @@ class KeysUnavailable(Exception):
         self.retry_after = retry_after
 
 
-def _fits(jwk: dict, algorithm: str) -> bool:
+def fits(jwk: dict, algorithm: str) -> bool:
     """Whether the public key `jwk` may verify a token signed with `algorithm`."""
     if jwk.get("use", "sig") != "sig":
         return False
@@ -138,7 +138,7 @@ class JWKSKeys:
             candidates = [key for keys in self._keys.values() for key in keys]
         else:
             candidates = self._keys.get(kid, [])
-        return [key.key for jwk, key in candidates if _fits(jwk, algorithm)]
+        return [key.key for jwk, key in candidates if fits(jwk, algorithm)]
 
     def _fresh(self) -> bool:
         return self._fetched_at is not None and self.clock() - self._fetched_at < self.lifespan

@@ -15,7 +15,7 @@ import urllib3
 from flask import current_app
 
 from todo.admin import database_error
-from todo.auth import usable_keys
+from todo.auth import fits, usable_keys
 from todo.config import MIN_SECRET_BYTES
 from todo.extensions import db
 from todo.schema_version import expected_heads, schema_state
@@ -66,12 +66,18 @@ def check_jwks(config) -> Check:
         entries = None
     if not isinstance(entries, list):
         return Check(FAIL, "jwks", f"{url} did not answer a JWK set")
-    usable = sum(map(len, usable_keys(entries)[0].values()))  # as the API reads them
+    algorithms = config["JWT_ALGORITHMS"]
+    usable = sum(  # as the API reads and picks them
+        any(fits(jwk, algorithm) for algorithm in algorithms)
+        for found in usable_keys(entries)[0].values()
+        for jwk, _ in found
+    )
     if not usable:
         return Check(
             FAIL,
             "jwks",
-            f"{url}: no usable key of {len(entries)} (each needs a kid and a key pyjwt can read)",
+            f"{url}: no usable key of {len(entries)} (each needs a kid, a key pyjwt can"
+            " read, and to verify an algorithm of JWT_ALGORITHMS)",
         )
     return Check(OK, "jwks", f"{url}: {usable} usable key(s) of {len(entries)}")
 

@@ -1027,6 +1027,10 @@ def test_doctor_warns_of_a_superuser_rather_than_blaming_its_grants(tmp_path):
         ("postgresql://todo@/todo?host=localhost&host=db.example.com", True),
         ("postgresql://todo@/todo?host=localhost,db.example.com", True),
         ("postgresql://todo@/todo?host=db.example.com&sslmode=verify-full", False),
+        ("postgresql://todo@/todo?host=localhost:5432&host=127.0.0.1:5433", False),
+        ("postgresql://todo@/todo?hostaddr=10.0.0.5", True),
+        ("postgresql://todo@localhost/todo?hostaddr=10.0.0.5", True),
+        ("postgresql://todo@[::1]/todo", False),
     ],
 )
 def test_doctor_finds_a_remote_database_without_tls_wherever_its_host_is_given(url, warned):

@@ -278,7 +278,8 @@ class TokenVerifier:
             raise TokenError("INVALID_TOKEN", "The token's user claim is not a valid user id.")
         expires_at = claims["exp"]
         # A NumericDate is a JSON number (RFC 7519); pyjwt also takes "1700000000".
-        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+        # (true passes as 1: pyjwt has already called that expired.)
+        if not isinstance(expires_at, int | float):
             raise TokenError("INVALID_TOKEN", "The token is not valid.")
         return user_id, expires_at
 

@@ -114,11 +114,22 @@ def check_environment(config) -> Check:
 
 
 def _local(url) -> bool:
-    """Whether every host the URL names is this machine: its host, or libpq's
-    `?host=` (a list, or a socket folder), which psycopg takes too."""
-    hosts = url.query.get("host", ()) if not url.host else url.host
-    hosts = ",".join(hosts) if isinstance(hosts, tuple) else hosts
-    return all(host in ("", *LOCAL_HOSTS) or host.startswith("/") for host in hosts.split(","))
+    """Whether every host the URL names is this machine: its host, and libpq's `?host=`
+    and `?hostaddr=` (lists, socket folders, SQLAlchemy's `host:port`), which psycopg
+    takes too."""
+    named = [url.host or ""]
+    for key in ("host", "hostaddr"):
+        value = url.query.get(key, ())
+        named.extend(value if isinstance(value, tuple) else [value])
+    hosts = [host for entry in named for host in entry.split(",")]
+    return all(_local_host(host) for host in hosts)
+
+
+def _local_host(host: str) -> bool:
+    if host.startswith("/"):  # a socket folder
+        return True
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host  # host:port
+    return name in ("", *LOCAL_HOSTS)
 
 
 def check_database() -> Check:

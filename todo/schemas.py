@@ -61,8 +61,8 @@ class StrictBoolean(fields.Boolean):
 
 
 class QueryInteger(fields.Integer):
-    """An integer in a query string, written as JSON writes one (ASCII digits, an
-    optional minus). Integer's int() also takes "+5", " 5", "1_0" and "٣"."""
+    """An integer in a query string: ASCII digits, an optional minus (leading zeros
+    are read). Integer's int() also takes "+5", " 5", "1_0" and "٣"."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not (isinstance(value, str) and INTEGER_TEXT.fullmatch(value)):

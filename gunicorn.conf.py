@@ -31,14 +31,16 @@ def _int(name, default, minimum=0, maximum=None):
     except ValueError:
         value = None
     if value is None or value < minimum or (maximum is not None and value > maximum):
-        # One line, as wsgi.py says a configuration error, instead of gunicorn's
-        # "Failed to read config file" and a traceback.
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-        print(
-            f"configuration error: {name} must be an integer {bounds}, not {raw!r}", file=sys.stderr
-        )
-        raise SystemExit(4)
+        _refuse(f"{name} must be an integer {bounds}, not {raw!r}")
     return value
+
+
+def _refuse(problem):
+    # One line, as wsgi.py says a configuration error, instead of gunicorn's
+    # "Failed to read config file" and a traceback.
+    print(f"configuration error: {problem}", file=sys.stderr)
+    raise SystemExit(4)
 
 
 def _flag(name, default=False):
@@ -94,7 +96,9 @@ bind = [f"{os.environ.get('HOST') or '127.0.0.1'}:{_int('PORT', 8000, 1, 65535)}
 # p95 at 100 connections was three times the p50 (docs/scaling.md). sync workers
 # take each connection from the shared accept queue: an even, shorter tail.
 workers = _int("WEB_CONCURRENCY", _cores(), 1)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+worker_class = (os.environ.get("GUNICORN_WORKER_CLASS") or "sync").strip()
+if worker_class not in ("sync", "gthread"):  # the two measured (docs/scaling.md)
+    _refuse(f"GUNICORN_WORKER_CLASS must be sync or gthread, not {worker_class!r}")
 threads = _int("GUNICORN_THREADS", 1, 1)
 
 # A worker silent this long is killed and replaced. Requests are bounded far
@@ -113,7 +117,7 @@ keepalive = _int("GUNICORN_KEEPALIVE", 5)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 200000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 20000)
 
-# gunicorn's own messages on stdout. Its access log is off: the app writes one
+# gunicorn's own messages on stderr. Its access log is off: the app writes one
 # JSON line per request that also carries the request id, route template, user
 # and duration (todo/hooks.py); a second, poorer line per request would only
 # double the log volume. GUNICORN_ACCESS_LOG=- turns it back on.

@@ -333,6 +333,10 @@ def test_env_example_as_docker_env_file_keeps_what_the_image_sets():
         ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS must be an integer at least 1, not '0'"),
         ({"PORT": "70000"}, "PORT must be an integer from 1 to 65535, not '70000'"),
         (
+            {"GUNICORN_WORKER_CLASS": "gevent"},
+            "GUNICORN_WORKER_CLASS must be sync or gthread, not 'gevent'",
+        ),
+        (
             {"METRICS_ENABLED": "true", "METRICS_PORT": "-1"},
             "METRICS_PORT must be an integer from 0 to 65535, not '-1'",
         ),

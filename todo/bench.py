@@ -129,7 +129,6 @@ def _usable(user_id: str, token) -> bool:
 
 
 def mint_tokens(config, users: list[str]) -> dict[str, str]:
-    check_minting(config)
     try:
         return {user: devtokens.mint(config, user, TOKEN_TTL) for user in users}
     except devtokens.TokenRefused as error:

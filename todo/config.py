@@ -83,12 +83,9 @@ def _int(environ, name, default, minimum):
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {raw!r}")
-    return value
+        return integer(raw, minimum)
+    except ValueError as error:
+        raise ConfigError(f"{name} {error}") from None
 
 
 def _number(environ, name, default):
@@ -109,14 +106,14 @@ def flag(raw: str) -> bool:
     return raw.strip().lower() not in ("", "0", "false", "no", "off", "none")
 
 
-def count(raw: str) -> int:
-    """A setting's non-negative integer; ValueError saying what it must be."""
+def integer(raw: str, minimum: int = 0) -> int:
+    """A setting's integer, at least `minimum`; ValueError saying what it must be."""
     try:
         value = int(raw)
     except ValueError:
         raise ValueError(f"must be an integer, not {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"must be at least 0, not {raw!r}")
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum}, not {raw!r}")
     return value
 
 

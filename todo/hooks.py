@@ -9,7 +9,7 @@ from flask import current_app, g, request
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from todo.config import count, setting
+from todo.config import integer, setting
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 HSTS = "max-age=31536000"  # a year; no includeSubDomains: the API does not own its siblings
@@ -88,7 +88,7 @@ def init_app(app):
     # TRUSTED_PROXY_COUNT: how many proxies (load balancer, ingress...) stand in
     # front of the app and append to X-Forwarded-*. Only then are those headers
     # believed: the client's address, and https in Location URLs.
-    proxies = setting(app, "TRUSTED_PROXY_COUNT", 0, count)
+    proxies = setting(app, "TRUSTED_PROXY_COUNT", 0, integer)
     if proxies:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies

@@ -24,7 +24,7 @@ from prometheus_client import (
 )
 
 from todo.auth import bearer_token, unauthorized
-from todo.config import ConfigError, count, flag, setting
+from todo.config import ConfigError, flag, integer, setting
 from todo.extensions import db
 
 UNMATCHED = "<unmatched>"  # 404s for unknown paths share one label, whatever the path
@@ -113,7 +113,7 @@ def init_app(app):
     token = setting(app, "METRICS_TOKEN", None)
     # METRICS_PORT: gunicorn's master serves the numbers on their own port
     # (gunicorn.conf.py), and the API's port has no /metrics.
-    separate_port = setting(app, "METRICS_PORT", 0, count)
+    separate_port = setting(app, "METRICS_PORT", 0, integer)
     if app.config["ENVIRONMENT"] == "production" and not (token or separate_port):
         raise ConfigError("METRICS_ENABLED in production needs METRICS_TOKEN or METRICS_PORT")
     if not separate_port:
